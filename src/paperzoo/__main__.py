@@ -1,0 +1,4 @@
+"""``python -m paperzoo`` (and ``torchrun -m paperzoo train ...``)."""
+from .cli import main
+
+main()

@@ -1,0 +1,286 @@
+"""The ``paperzoo`` command. Mistakes a user can make (unknown names, missing files, bad options) print one
+line and exit with status 2; there is no traceback unless something is really broken."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import PaperzooError
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+STATUS_STYLE = {"planned": "dim", "partial": "yellow", "implemented": "cyan", "verified": "bold green"}
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT, no_args_is_help=True)
+@click.version_option(package_name="paperzoo")
+def app() -> None:
+    """76 computer-vision papers: implemented, verified against references, reproducible in miniature."""
+
+
+# ------------------------------------------------------------------------------------------- catalog
+@app.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@click.option("--status", default=None, help="Only papers with this status.")
+@click.option("--category", default=None, help="Only papers of this category.")
+def list_papers(as_json: bool, status: str | None, category: str | None) -> None:
+    """The catalog of all 76 papers with their computed status."""
+    from .catalog import CATEGORIES, STATUSES, counts, papers
+    from .errors import unknown
+
+    if status is not None and status not in STATUSES:
+        raise unknown("status", status, STATUSES)
+    if category is not None and category not in CATEGORIES:
+        raise unknown("category", category, CATEGORIES)
+    entries = papers(category=category, status=status)
+    if as_json:
+        rows = [dict(slug=p.slug, arxiv=p.arxiv, title=p.title, year=p.year, category=p.category, summary=p.summary,
+                     status=p.status, models=list(p.models), objects=list(p.objects), reproduction=p.reproduction,
+                     verify=p.verify, reproduce=p.reproduce, checks=[c.test for c in p.checks if not c.slow])
+                for p in entries]
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table(show_lines=False, header_style="bold", expand=False)
+    table.add_column("slug", no_wrap=True)
+    table.add_column("arXiv", no_wrap=True, min_width=10)
+    table.add_column("year", no_wrap=True)
+    table.add_column("title", ratio=1, min_width=24, overflow="fold")
+    table.add_column("status", no_wrap=True, min_width=11)
+    last = None
+    for p in entries:
+        if p.category != last:
+            table.add_row("", "", "", f"[bold]{CATEGORIES[p.category]}[/bold]", "")
+            last = p.category
+        table.add_row(p.slug, p.arxiv, str(p.year), p.title, f"[{STATUS_STYLE[p.status]}]{p.status}[/]")
+    console.print(table)
+    c = counts()
+    console.print(f"{len(entries)} papers shown; " + ", ".join(f"{c[s]} {s}" for s in STATUSES) + " (of 76)")
+
+
+@app.command()
+@click.argument("slug")
+def show(slug: str) -> None:
+    """One paper's card: summary, link, entry points, verification and reproduction."""
+    from .catalog import paper, resolves
+    from .registry import model_source
+
+    p = paper(slug)
+    console.print(f"[bold]{p.title}[/bold] ({p.year})")
+    console.print(f"{p.url}   slug [bold]{p.slug}[/bold]   status [{STATUS_STYLE[p.status]}]{p.status}[/]")
+    console.print()
+    console.print(p.summary)
+    console.print()
+    console.print("[bold]Entry points[/bold]")
+    files = set()
+    for ep in p.entry_points:
+        ok = resolves(ep)
+        mark = "[green]✓[/green]" if ok else "[dim]·[/dim]"
+        kind = "model" if "." not in ep else ("reproduction" if ep == p.reproduction else "object")
+        console.print(f"  {mark} {ep} [dim]({kind})[/dim]")
+        if ok and kind == "model":
+            files.add(Path(model_source(ep)).resolve())
+        elif ok:
+            files.add(_module_file(ep))
+    files.discard(None)
+    if files:
+        console.print("[bold]Code[/bold]")
+        root = Path(__file__).resolve().parent.parent
+        for f in sorted(files):
+            console.print(f"  {f.relative_to(root) if f.is_relative_to(root) else f}")
+    console.print("[bold]Verified against[/bold]")
+    console.print(f"  {p.verify}")
+    checks = [c for c in p.checks if not c.slow]
+    for c in checks:
+        console.print(f"  [green]test[/green] {c.test}" + (f" — {c.doc}" if c.doc else ""))
+    if not checks:
+        console.print("  [dim](no marked test yet)[/dim]")
+    console.print("[bold]Reproduce[/bold]")
+    console.print(f"  claim: {p.reproduce}")
+    console.print(f"  run:   paperzoo reproduce {p.slug} --out runs/{p.slug}")
+
+
+@app.command()
+@click.argument("pattern", default="*")
+@click.option("--paper", "paper_slug", default=None, help="Only models of this paper.")
+def models(pattern: str, paper_slug: str | None) -> None:
+    """Registered model names (PATTERN: shell-style, e.g. 'resnet*') with their paper and references."""
+    from .catalog import paper
+    from .registry import list_models, model_meta
+
+    if paper_slug:
+        paper(paper_slug)
+    names = list_models(pattern, paper=paper_slug)
+    if not names:
+        raise PaperzooError(f"no model matches '{pattern}'")
+    table = Table(header_style="bold")
+    for col in ("model", "paper", "input", "paper params (M)", "paper GFLOPs", "references"):
+        table.add_column(col)
+    for n in names:
+        m = model_meta(n)
+        table.add_row(n, m.paper, "x".join(map(str, m.input_size)), _num(m.paper_params_m), _num(m.paper_gflops),
+                      ", ".join(f"{k}:{v}" for k, v in m.reference.items()))
+    console.print(table)
+    console.print(f"{len(names)} models")
+
+
+def _module_file(entry_point: str) -> Path | None:
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.find_spec(entry_point) if importlib.util.find_spec(entry_point.rpartition(".")[0]) else None
+    if spec is None:
+        obj = getattr(importlib.import_module(entry_point.rpartition(".")[0]), entry_point.rpartition(".")[2])
+        mod = importlib.import_module(getattr(obj, "__module__", entry_point.rpartition(".")[0]))
+        return Path(mod.__file__).resolve() if getattr(mod, "__file__", None) else None
+    return Path(spec.origin).resolve() if spec.origin else None
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:g}"
+
+
+# ------------------------------------------------------------------------------------------- running
+@app.command()
+@click.argument("slug")
+@click.argument("overrides", nargs=-1)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory (default runs/SLUG).")
+@click.option("--full", is_flag=True, help="Paper-scale setting (for a GPU).")
+@click.option("--smoke", is_flag=True, help="Seconds-long run that only tests the code path.")
+def reproduce(slug: str, overrides: tuple[str, ...], out: Path | None, full: bool, smoke: bool) -> None:
+    """Run a paper's miniature experiment; writes report.md, results.json and figures.
+
+    OVERRIDES are KEY=VALUE settings of the experiment's config (e.g. epochs=4)."""
+    from .reproduce import run
+
+    _check_overrides(overrides)
+    report = run(slug, out, overrides, smoke=smoke, full=full)
+    outcome = {True: "held", False: "did not hold", None: "was inconclusive"}[report.held]
+    out_dir = out or Path("runs") / slug
+    console.print(f"claim {outcome} in miniature ({report.wall_time_s:.0f} s)")
+    console.print(report.verdict)
+    console.print(f"report: {out_dir / 'report.md'}")
+
+
+def _check_overrides(args: tuple[str, ...] | list[str]) -> None:
+    for a in args:
+        if a.startswith("-"):
+            raise click.UsageError(f"no such option: {a}")
+        if "=" not in a:
+            raise click.UsageError(f"unexpected argument '{a}' (overrides are KEY=VALUE)")
+
+
+@app.command()
+@click.argument("overrides", nargs=-1)
+@click.option("--model", default=None, help="Registered model name.")
+@click.option("--data", default=None, help="shapes, digits, or a path to an image folder.")
+@click.option("--epochs", type=int, default=None, help="Number of epochs.")
+@click.option("--batch-size", type=int, default=None, help="Global batch size.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory.")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="YAML recipe.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue the run in this directory.")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+def train(overrides: tuple[str, ...], model: str | None, data: str | None, epochs: int | None, batch_size: int | None,
+          lr: float | None, out: Path | None, config: Path | None, resume: Path | None, checkpoint_every: int | None) -> None:
+    """Train a model with the one Trainer.
+
+    OVERRIDES are KEY=VALUE settings of any config key (e.g. amp=bf16 data.size=2000)."""
+    from .config import apply_overrides, load_yaml
+    from .run import build_and_train
+    from .train import TrainConfig
+
+    _check_overrides(overrides)
+    cfg = TrainConfig()
+    if resume is not None:
+        saved = resume / "config.yaml"
+        if not saved.exists():
+            raise PaperzooError(f"{resume} is not a run directory (no config.yaml); start a run with --out")
+        load_yaml(cfg, saved)
+        cfg.out = str(resume)
+    if config is not None:
+        load_yaml(cfg, config)
+    flags = {"model": model, "data.name": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+             "out": str(out) if out else None, "checkpoint_every": checkpoint_every}
+    apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+    apply_overrides(cfg, overrides)
+    if cfg.out is None:
+        raise PaperzooError("train needs --out DIR (where checkpoints, metrics and the model go)")
+    build_and_train(cfg, resume=resume is not None)
+
+
+@app.command("eval")
+@click.argument("overrides", nargs=-1)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--weights", type=click.Path(path_type=Path), required=True, help="Weights (.safetensors or torch checkpoint).")
+@click.option("--data", default="shapes", show_default=True, help="shapes, digits, or a path to an image folder.")
+@click.option("--split", default="val", show_default=True, help="train, val or test.")
+@click.option("--source", default="paperzoo", show_default=True, help="Whose key names the weights use (timm, torchvision, ...).")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write metrics.json here.")
+def evaluate(overrides: tuple[str, ...], model: str, weights: Path, data: str, split: str, source: str, batch_size: int,
+             out: Path | None) -> None:
+    """Evaluate weights on a dataset split; prints (and optionally writes) the metrics.
+
+    OVERRIDES are KEY=VALUE config settings (e.g. data.image_size=64)."""
+    from .config import apply_overrides
+    from .run import evaluate_weights
+    from .train import TrainConfig
+
+    _check_overrides(overrides)
+    cfg = TrainConfig(model=model, batch_size=batch_size)
+    cfg.data.name = data
+    apply_overrides(cfg, overrides)
+    metrics = evaluate_weights(cfg, weights, split=split, source=source)
+    console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        console.print(f"wrote {out / 'metrics.json'}")
+
+
+@app.command("data")
+@click.argument("name")
+@click.option("--preview", type=click.Path(path_type=Path), default=None, help="Write a PNG grid of samples here.")
+@click.option("--bench", type=int, default=0, help="Render this many scenes and report images/second.")
+@click.option("--split", default="train", show_default=True, help="train, val or test.")
+@click.option("--preset", default="medium", show_default=True, help="Synthetic-scene difficulty: easy, medium, hard.")
+@click.option("--image-size", type=int, default=64, show_default=True, help="Synthetic-scene size in pixels.")
+def data_info(name: str, preview: Path | None, bench: int, split: str, preset: str, image_size: int) -> None:
+    """Describe dataset NAME (shapes, digits, or an image folder), preview it, or time the scene generator."""
+    from .run import describe_dataset
+
+    describe_dataset(name, split=split, preset=preset, image_size=image_size, preview=preview, bench=bench, console=console)
+
+
+# ------------------------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors become one line on stderr and exit status 2."""
+    def fail(message: str, code: int) -> None:
+        print(" ".join(message.split()), file=sys.stderr, flush=True)
+        sys.exit(code)
+
+    try:
+        app.main(args=argv, prog_name="paperzoo", standalone_mode=False)
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:  # bare `paperzoo`: help, not an error
+        print(e.ctx.get_help() if e.ctx else "")
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx else "paperzoo"
+        fail(f"{cmd}: error: {e.format_message()} (see {cmd} --help)", 2)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except PaperzooError as e:
+        fail(f"paperzoo: error: {e}", e.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Image classification backbones (papers of sections A and B)."""
