@@ -258,6 +258,50 @@ def data_info(name: str, preview: Path | None, bench: int, split: str, preset: s
     describe_dataset(name, split=split, preset=preset, image_size=image_size, preview=preview, bench=bench, console=console)
 
 
+@app.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--vs", default=None, help="Also measure this library's model of the same name (timm).")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--image-size", type=int, default=None, help="Input size (default: the model's).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile both models.")
+@click.option("--channels-last", is_flag=True, help="channels_last memory format.")
+@click.option("--iters", type=int, default=5, show_default=True, help="Timed iterations per round.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Alternating rounds; the median is reported.")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the results here.")
+def bench(names: tuple[str, ...], vs: str | None, batch_size: int, image_size: int | None, device: str, compile_: bool,
+          channels_last: bool, iters: int, rounds: int, no_memory: bool, json_out: Path | None) -> None:
+    """Parameters, GMACs, inference and training images/s and peak memory of NAMES (optionally vs timm)."""
+    import platform
+
+    import torch
+
+    from .bench import bench as run_bench
+    from .bench import ratios, to_json
+    from .registry import list_models
+
+    expanded: list[str] = []
+    for n in names:
+        expanded += list_models(n) if any(c in n for c in "*?[") else [n]
+    results = run_bench(expanded, vs=vs, batch_size=batch_size, image_size=image_size, device=device, compile_=compile_,
+                        channels_last=channels_last, iters=iters, rounds=rounds, memory=not no_memory)
+    r = ratios(results)
+    table = Table(header_style="bold", title=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                  f"batch {batch_size}{', compiled' if compile_ else ''}{', channels_last' if channels_last else ''}")
+    for col in ("model", "impl", "params (M)", "GMACs", "infer img/s", "train img/s", "peak MB", "ours/ref infer", "ours/ref train"):
+        table.add_column(col, justify="left" if col in ("model", "impl") else "right")
+    for x in results:
+        ratio = r.get(x.model) if x.impl == "paperzoo" else None
+        table.add_row(x.model, x.impl, f"{x.params_m:.2f}", f"{x.gmacs:.3f}", f"{x.infer_img_s:.1f}", f"{x.train_img_s:.1f}",
+                      "n/a" if x.peak_mem_mb is None else f"{x.peak_mem_mb:.0f}",
+                      f"{ratio['infer']:.2f}x" if ratio else "", f"{ratio['train']:.2f}x" if ratio else "")
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(to_json(results), indent=1))
+        console.print(f"wrote {json_out}")
+
+
 # ------------------------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit status 2."""

@@ -206,11 +206,13 @@ class ImageFolderDataset(Dataset):
         return len(self.indices)
 
     def load(self, path: str) -> torch.Tensor:
-        from torchvision.io import ImageReadMode, decode_image
+        from PIL import Image, UnidentifiedImageError
+        from torchvision.transforms.v2.functional import pil_to_tensor
 
         try:
-            return decode_image(path, mode=ImageReadMode.RGB)
-        except Exception as e:  # torchvision raises RuntimeError/ValueError depending on the codec
+            with Image.open(path) as img:
+                return pil_to_tensor(img.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError) as e:  # PIL raises these for unreadable files
             raise DataError(f"cannot read image {path}: {e}".splitlines()[0]) from None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

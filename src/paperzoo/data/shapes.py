@@ -180,17 +180,6 @@ def _coverage(verts: np.ndarray, s: int, ss: int = 4) -> np.ndarray:
     return np.asarray(canvas.resize((s, s), Image.Resampling.BOX), dtype=np.float32) / 255.0
 
 
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    """3x3 binary dilation."""
-    p = np.pad(mask, 1)
-    h, w = mask.shape
-    out = p[1:-1, 1:-1].copy()
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            out |= p[dy:dy + h, dx:dx + w]
-    return out
-
-
 @functools.cache
 def _grid(s: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
@@ -269,20 +258,19 @@ def render_scene(cfg: SceneConfig, seed: int | np.random.SeedSequence | list[int
     masks = np.zeros((n, s, s), bool)
     boxes = np.zeros((n, 4), np.float32)
     keypoints = np.zeros((n, MAX_KEYPOINTS, 3), np.float32)
-    for i in range(n):
-        vis = covers[i].copy()
-        for j in range(i + 1, n):
-            vis *= 1 - covers[j]
-        masks[i] = vis > 0.5
+    front = np.zeros((s, s), np.float32)  # coverage by objects drawn after object i
+    for i in reversed(range(n)):
+        masks[i] = covers[i] * (1 - front) > 0.5
         ys, xs = np.nonzero(masks[i])
         if len(xs):
             boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         kp = objects[i]["kp"]
         px = np.clip(np.round(kp).astype(int), 0, s - 1)
-        # A corner is visible if the object's visible mask reaches it (within one pixel).
-        near = _dilate(masks[i])[px[:, 1], px[:, 0]]
+        # A corner is occluded when an object in front covers its pixel.
+        hidden = front[px[:, 1], px[:, 0]] > 0.5
         keypoints[i, : len(kp), :2] = kp
-        keypoints[i, : len(kp), 2] = np.where(near, 2, 1)
+        keypoints[i, : len(kp), 2] = np.where(hidden, 1, 2)
+        front = 1 - (1 - front) * (1 - covers[i])
     labels = np.array([cfg.classes.index(o["cls"]) for o in objects], np.int64)
     areas = masks.reshape(n, -1).sum(1)
     main = int(np.argmax(areas)) if n else 0
