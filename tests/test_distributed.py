@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["train", "--model", "resnet18", "--data", "shapes", "--epochs", "2", "--batch-size", "32", "data.size=128",
-        "data.val_size=32", "data.image_size=16", "model_args.norm_layer=gn", "lr=0.05", "log_every=1", "checkpoint_every=3"]
+        "data.val_size=32", "data.image_size=16", "model_args.norm_layer=gn", "lr=0.01", "log_every=1", "checkpoint_every=3"]
 
 
 def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     single = subprocess.run([sys.executable, "-m", "paperzoo", *ARGS, "--out", str(tmp_path / "one")],
                             capture_output=True, env=env, cwd=ROOT, timeout=300)
     assert single.returncode == 0, single.stderr.decode()
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                           "-m", "paperzoo", *ARGS, "--out", str(tmp_path / "two")],
                          capture_output=True, env=env, cwd=ROOT, timeout=300)
     assert ddp.returncode == 0, ddp.stderr.decode()[-3000:]
@@ -32,7 +32,7 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     rows = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert sum('"kind": "step"' in r for r in rows) == 8
     # the run directory resumes identically under torchrun
-    again = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    again = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                             "-m", "paperzoo", "train", "--resume", str(tmp_path / "two")],
                            capture_output=True, env=env, cwd=ROOT, timeout=300)
     assert again.returncode == 0 and b"already finished" in again.stdout

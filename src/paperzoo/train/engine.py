@@ -420,9 +420,12 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _loader(self, dataset: Dataset, epoch: int, start: int, shuffle: bool, global_batch: int) -> DataLoader:
         sampler = _EpochBatches(len(dataset), global_batch, self.cfg.seed, epoch, start, self.info, shuffle)
+        # A generator of its own: creating the iterator must not draw from the global RNG, whose state
+        # (dropout, drop-path) is checkpointed mid-epoch.
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         return DataLoader(_SeededSamples(dataset, self.cfg.seed), batch_sampler=sampler, collate_fn=_collate,
                           num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+                          persistent_workers=False, generator=generator)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cfg.amp == "none":
