@@ -161,7 +161,7 @@ register_converter("densenet", "timm")(identity)
 @register_converter("densenet", "torchvision")
 def _from_torchvision(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """torchvision's published checkpoints name dense-layer tensors 'norm.1' for 'norm1' (and so on)."""
-    old = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
+    old = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
     out = {}
     for k, v in state_dict.items():
         m = old.match(k)
