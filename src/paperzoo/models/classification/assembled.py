@@ -78,6 +78,8 @@ class BigLittleStage(nn.Module):
     def __init__(self, inplanes: int, planes: int, depth: int, stride: int, alpha: int, beta: int,
                  dprs: Sequence[float], **block_kw) -> None:
         super().__init__()
+        if depth < 2:
+            raise ValueError(f"a Big-Little stage needs at least 2 blocks (n-1 big, 1 merge), got {depth}")
         out = planes * SelectiveKernelBottleneck.expansion
         n_little = max(1, depth // beta - 1)
         self.big = _blocks(inplanes, planes, depth - 1, 2, dprs[: depth - 1], last_act=False, **block_kw)

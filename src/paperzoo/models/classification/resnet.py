@@ -13,6 +13,11 @@ F(x) + x (eq. 1), with a projection W_s x on the shortcut where shapes change (e
   stages of 2n layers on 32/16/8 maps with 16/32/64 filters, option-A shortcuts (identity, with zeros
   padded for the new channels and stride-2 subsampling), and the same networks without shortcuts
   ("plain"), which exhibit the degradation problem the paper is about.
+
+The registered variants at the end of the file are later papers' networks built from the same ``ResNet``
+with options: ResNet-C/D (Bag of Tricks), SE-ResNets (SENet), ResNet-50 + CBAM, ResNet-RS, and
+anti-aliased ResNets (BlurPool, and the placements of "An Effective Anti-Aliasing Approach for Residual
+Networks"). Selective-kernel blocks (``sknet.py``) and DCT inputs (``resnet_dct.py``) reuse it too.
 """
 from __future__ import annotations
 
