@@ -24,8 +24,10 @@ class StdConv2d(nn.Conv2d):
         self.eps = eps
 
     def standardized_weight(self) -> torch.Tensor:
-        var, mean = torch.var_mean(self.weight, dim=(1, 2, 3), unbiased=False, keepdim=True)
-        return (self.weight - mean) * torch.rsqrt(var + self.eps)
+        # Standardising each filter over its fan-in is a layer norm of the (out, fan-in) matrix without
+        # affine parameters: one fused kernel instead of a mean, a variance and two elementwise passes.
+        w = self.weight.reshape(self.out_channels, -1)
+        return F.layer_norm(w, w.shape[1:], eps=self.eps).reshape_as(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)

@@ -40,7 +40,7 @@ class Config:
     layers: tuple[int, ...] = (1, 1, 1, 1)
     groups: int = 8  # GroupNorm groups (32 in BiT; the miniature's bottlenecks have only 16-128 channels)
     # experiment 1: batch size
-    train_size: int = 3000
+    train_size: int = 1500
     test_size: int = 600
     epochs: int = 4
     batch_sizes: tuple[int, ...] = (64, 4)
@@ -103,11 +103,12 @@ def run(cfg: Config, out: Path) -> Report:
     epochs = max(1, math.ceil(rule.steps / steps_per_epoch))
     upstream.reset_classifier(len(DOWNSTREAM), zero_init=True)
     opt = torch.optim.SGD(upstream.parameters(), lr=rule.lr, momentum=0.9)
-    transfer = train("finetune", upstream, down_train, down_test, out, epochs=epochs, batch_size=rule.batch_size,
-                     lr=rule.lr, seed=cfg.seed, optimizer=opt, scheduler=LambdaLR(opt, lambda s: rule.lr_at(s) / rule.lr))
+    few_shot = dict(epochs=epochs, batch_size=rule.batch_size, seed=cfg.seed, eval_every=epochs)
+    transfer = train("finetune", upstream, down_train, down_test, out, lr=rule.lr, optimizer=opt,
+                     scheduler=LambdaLR(opt, lambda s: rule.lr_at(s) / rule.lr), **few_shot)
     torch.manual_seed(cfg.seed)
-    scratch = train("scratch", build(cfg, len(DOWNSTREAM), gn_ws=True), down_train, down_test, out, epochs=epochs,
-                    batch_size=rule.batch_size, lr=cfg.scratch_lr, seed=cfg.seed, warmup_epochs=0.0)
+    scratch = train("scratch", build(cfg, len(DOWNSTREAM), gn_ws=True), down_train, down_test, out, lr=cfg.scratch_lr,
+                    warmup_epochs=0.0, **few_shot)
     rows += [
         {"experiment": "transfer", "model": f"upstream ({', '.join(UPSTREAM)})", "test acc (%)": pre.acc},
         {"experiment": "transfer", "model": f"fine-tuned, {cfg.shots}/class ({', '.join(DOWNSTREAM)})", "test acc (%)": transfer.acc},

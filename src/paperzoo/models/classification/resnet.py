@@ -97,7 +97,9 @@ class BasicBlock(nn.Module):
         x = self.drop_block(x)
         if self.se is not None:
             x = self.se(x)
-        return self.act2(self.drop_path(x) + shortcut)
+        x = self.drop_path(x)
+        x += shortcut  # in place: x is this block's own fresh tensor
+        return self.act2(x)
 
 
 class Bottleneck(nn.Module):
@@ -164,7 +166,9 @@ class Bottleneck(nn.Module):
         x = self.drop_block(x)
         if self.se is not None:
             x = self.se(x)
-        return self.act3(self.drop_path(x) + shortcut)
+        x = self.drop_path(x)
+        x += shortcut  # in place: x is this block's own fresh tensor
+        return self.act3(x)
 
 
 def _projection(inplanes: int, outplanes: int, stride: int, norm_layer: ModuleFactory, avg_down: bool,

@@ -51,12 +51,14 @@ class PreActBottleneck(nn.Module):
         nn.init.zeros_(self.conv3.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = F.relu(self.norm1(x))
+        p = F.relu(self.norm1(x), inplace=True)
         shortcut = x if self.downsample is None else self.downsample(p)
         x = self.conv1(p)
-        x = self.conv2(F.relu(self.norm2(x)))
-        x = self.conv3(F.relu(self.norm3(x)))
-        return self.drop_path(x) + shortcut
+        x = self.conv2(F.relu(self.norm2(x), inplace=True))
+        x = self.conv3(F.relu(self.norm3(x), inplace=True))
+        x = self.drop_path(x)
+        x += shortcut
+        return x
 
 
 class _Projection(nn.Module):
@@ -153,7 +155,7 @@ class ResNetV2(nn.Module):
                 nn.init.normal_(self.fc.weight, std=0.01)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.stages(self.stem(x))))
+        return F.relu(self.norm(self.stages(self.stem(x))), inplace=True)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x.mean((2, 3))

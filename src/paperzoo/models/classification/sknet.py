@@ -67,7 +67,9 @@ class SelectiveKernelBasic(nn.Module):
         x = self.conv2(self.conv1(x))
         if self.se is not None:
             x = self.se(x)
-        return self.act(self.drop_path(x) + shortcut)
+        x = self.drop_path(x)
+        x += shortcut
+        return self.act(x)
 
 
 class SelectiveKernelBottleneck(nn.Module):
@@ -116,7 +118,9 @@ class SelectiveKernelBottleneck(nn.Module):
         x = self.conv3(self.aa(self.conv2(self.conv1(x))))
         if self.se is not None:
             x = self.se(x)
-        return self.act(self.drop_path(x) + shortcut)
+        x = self.drop_path(x)
+        x += shortcut
+        return self.act(x)
 
 
 # timm names every tensor as we do.
