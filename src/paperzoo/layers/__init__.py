@@ -1,9 +1,13 @@
 """Shared building blocks. Papers' own modules (SE, CBAM, blur pool, attention, ...) live here once they
 are used by more than one family."""
 from .attention import SqueezeExcite
+from .blur_pool import BlurPool2d, get_aa_layer
+from .cbam import CBAM
 from .conv import ConvNormAct, same_padding
 from .drop import DropPath, drop_path, linear_drop_rates
 from .factory import LayerNorm2d, get_act_layer, get_attn_layer, get_norm_layer, make_divisible, register_attn
+from .selective_kernel import SelectiveKernel
+from .std_conv import StdConv2d
 
 __all__ = [
     "ConvNormAct",
@@ -18,4 +22,9 @@ __all__ = [
     "make_divisible",
     "register_attn",
     "same_padding",
+    "BlurPool2d",
+    "CBAM",
+    "SelectiveKernel",
+    "StdConv2d",
+    "get_aa_layer",
 ]

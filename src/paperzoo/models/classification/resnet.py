@@ -13,9 +13,15 @@ F(x) + x (eq. 1), with a projection W_s x on the shortcut where shapes change (e
   stages of 2n layers on 32/16/8 maps with 16/32/64 filters, option-A shortcuts (identity, with zeros
   padded for the new channels and stride-2 subsampling), and the same networks without shortcuts
   ("plain"), which exhibit the degradation problem the paper is about.
+
+The registered variants at the end of the file are later papers' networks built from the same ``ResNet``
+with options: ResNet-C/D (Bag of Tricks), SE-ResNets (SENet), ResNet-50 + CBAM, ResNet-RS, and
+anti-aliased ResNets (BlurPool, and the placements of "An Effective Anti-Aliasing Approach for Residual
+Networks"). Selective-kernel blocks (``sknet.py``) and DCT inputs (``resnet_dct.py``) reuse it too.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import PaperzooError
-from ...layers import DropPath, get_act_layer, get_attn_layer, get_norm_layer, linear_drop_rates
+from ...layers import DropPath, SqueezeExcite, get_aa_layer, get_act_layer, get_attn_layer, get_norm_layer, linear_drop_rates
 from ...registry import register_model
 from ...weights import identity, register_converter
 
@@ -52,6 +58,7 @@ class BasicBlock(nn.Module):
         act_layer: ModuleFactory = nn.ReLU,
         attn_layer: ModuleFactory | None = None,
         aa_layer: ModuleFactory | None = None,
+        aa_after_conv: bool = False,
         drop_block: nn.Module | None = None,
         drop_path: float = 0.0,
     ) -> None:
@@ -60,6 +67,7 @@ class BasicBlock(nn.Module):
             raise PaperzooError("BasicBlock supports only cardinality=1 and base_width=64")
         first_dilation = first_dilation or dilation
         use_aa = aa_layer is not None and stride == 2
+        self.aa_after_conv = aa_after_conv
         self.conv1 = nn.Conv2d(
             inplanes, planes, 3, 1 if use_aa else stride, first_dilation, first_dilation, bias=False
         )
@@ -79,12 +87,19 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        x = self.act1(self.drop_block(self.bn1(self.conv1(x))))
-        x = self.bn2(self.conv2(self.aa(x)))
+        x = self.conv1(x)
+        if self.aa_after_conv:
+            x = self.aa(x)
+        x = self.act1(self.drop_block(self.bn1(x)))
+        if not self.aa_after_conv:
+            x = self.aa(x)
+        x = self.bn2(self.conv2(x))
         x = self.drop_block(x)
         if self.se is not None:
             x = self.se(x)
-        return self.act2(self.drop_path(x) + shortcut)
+        x = self.drop_path(x)
+        x += shortcut  # in place: x is this block's own fresh tensor
+        return self.act2(x)
 
 
 class Bottleneck(nn.Module):
@@ -107,6 +122,7 @@ class Bottleneck(nn.Module):
         act_layer: ModuleFactory = nn.ReLU,
         attn_layer: ModuleFactory | None = None,
         aa_layer: ModuleFactory | None = None,
+        aa_after_conv: bool = False,
         drop_block: nn.Module | None = None,
         drop_path: float = 0.0,
     ) -> None:
@@ -115,6 +131,7 @@ class Bottleneck(nn.Module):
         outplanes = planes * self.expansion
         first_dilation = first_dilation or dilation
         use_aa = aa_layer is not None and stride == 2 and not stride_in_1x1
+        self.aa_after_conv = aa_after_conv
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = nn.Conv2d(inplanes, width, 1, s1, bias=False)
         self.bn1 = norm_layer(width)
@@ -139,79 +156,111 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         x = self.act1(self.bn1(self.conv1(x)))
-        x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
-        x = self.bn3(self.conv3(self.aa(x)))
+        x = self.conv2(x)
+        if self.aa_after_conv:
+            x = self.aa(x)
+        x = self.act2(self.drop_block(self.bn2(x)))
+        if not self.aa_after_conv:
+            x = self.aa(x)
+        x = self.bn3(self.conv3(x))
         x = self.drop_block(x)
         if self.se is not None:
             x = self.se(x)
-        return self.act3(self.drop_path(x) + shortcut)
+        x = self.drop_path(x)
+        x += shortcut  # in place: x is this block's own fresh tensor
+        return self.act3(x)
 
 
-def _projection(inplanes: int, outplanes: int, stride: int, norm_layer: ModuleFactory, avg_down: bool) -> nn.Sequential:
+def _projection(inplanes: int, outplanes: int, stride: int, norm_layer: ModuleFactory, avg_down: bool,
+                aa_layer: ModuleFactory | None = None) -> nn.Sequential:
     """The paper's option-B projection shortcut W_s (1x1 conv, stride s, then BN). With ``avg_down``
-    (ResNet-D) the stride moves into a 2x2 average pool in front of a stride-1 1x1 conv."""
-    if not avg_down:
+    (ResNet-D) the stride moves into a 2x2 average pool in front of a stride-1 1x1 conv; with ``aa_layer``
+    (anti-aliased ResNets) into that low-pass filter instead."""
+    if not (avg_down or aa_layer):
         return nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), norm_layer(outplanes))
-    pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride != 1 else nn.Identity()
+    if stride == 1:
+        pool = nn.Identity()
+    elif aa_layer is not None:
+        pool = aa_layer(channels=inplanes, stride=stride)
+    else:
+        pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
     return nn.Sequential(pool, nn.Conv2d(inplanes, outplanes, 1, 1, bias=False), norm_layer(outplanes))
 
 
 class ResNet(nn.Module):
-    """ImageNet-style ResNet: stem (7x7/2 conv, 3x3/2 max pool), four stages, global pool, classifier."""
+    """ImageNet-style ResNet: stem (7x7/2 conv, 3x3/2 max pool), four stages, global pool, classifier.
+
+    Later papers' changes are options: ``stem_type="deep"`` (ResNet-C) and ``avg_down`` (ResNet-D) from
+    Bag of Tricks; ``attn_layer`` ("se", "cbam", or a factory); ``replace_stem_pool`` (ResNet-RS: a strided
+    3x3 conv instead of the max pool); ``aa_layer`` ("blur", ...: low-pass before every subsampling, with
+    ``aa_after_conv`` and ``aa_shortcut`` choosing where); ``channels`` and ``stem_width`` for narrow
+    variants; ``stem_type="none"`` feeds the input straight into the first stage (inputs that are
+    already at 1/4 or lower resolution, such as DCT coefficients); ``block_args`` go to every block.
+    """
 
     def __init__(
         self,
-        block: type[BasicBlock] | type[Bottleneck],
+        block: type[nn.Module],
         layers: Sequence[int],
         num_classes: int = 1000,
         in_chans: int = 3,
         output_stride: int = 32,
         cardinality: int = 1,
         base_width: int = 64,
+        channels: Sequence[int] = (64, 128, 256, 512),
         stem_width: int = 64,
         stem_type: str = "",
+        replace_stem_pool: bool = False,
         avg_down: bool = False,
         stride_in_1x1: bool = False,
         norm_layer: str | ModuleFactory = "bn",
         act_layer: str | ModuleFactory = "relu",
         attn_layer: str | ModuleFactory | None = None,
-        aa_layer: ModuleFactory | None = None,
+        aa_layer: str | ModuleFactory | None = None,
+        aa_after_conv: bool = False,
+        aa_shortcut: bool = False,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         drop_block: Callable[[int], nn.Module | None] | None = None,
         zero_init_last: bool = False,
+        block_args: dict | None = None,
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise PaperzooError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        if stem_type not in ("", "deep", "deep_tiered"):
-            raise PaperzooError(f"stem_type must be '', 'deep' or 'deep_tiered', got '{stem_type}'")
+        if stem_type not in ("", "deep", "deep_tiered", "none"):
+            raise PaperzooError(f"stem_type must be '', 'deep', 'deep_tiered' or 'none', got '{stem_type}'")
         norm = get_norm_layer(norm_layer)
         act = get_act_layer(act_layer)
         attn = get_attn_layer(attn_layer)
+        aa = get_aa_layer(aa_layer)
         self.num_classes = num_classes
         self.drop_rate = drop_rate
 
         # Stem. "deep" is ResNet-C: three 3x3 convs replace the 7x7.
-        inplanes = stem_width * 2 if stem_type else 64
-        if stem_type:
-            w1, w2 = (3 * (stem_width // 4), stem_width) if stem_type == "deep_tiered" else (stem_width, stem_width)
-            self.conv1 = nn.Sequential(
-                nn.Conv2d(in_chans, w1, 3, 2, 1, bias=False), norm(w1), act(inplace=True),
-                nn.Conv2d(w1, w2, 3, 1, 1, bias=False), norm(w2), act(inplace=True),
-                nn.Conv2d(w2, inplanes, 3, 1, 1, bias=False),
-            )
+        if stem_type == "none":
+            inplanes, reduction = in_chans, 1
+            self.conv1, self.bn1, self.act1, self.maxpool = nn.Identity(), nn.Identity(), nn.Identity(), nn.Identity()
         else:
-            self.conv1 = nn.Conv2d(in_chans, inplanes, 7, 2, 3, bias=False)
-        self.bn1 = norm(inplanes)
-        self.act1 = act(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.feature_info = [dict(num_chs=inplanes, reduction=2, module="act1")]
+            inplanes, reduction = (stem_width * 2 if stem_type else stem_width), 4
+            if stem_type:
+                w1, w2 = (3 * (stem_width // 4), stem_width) if stem_type == "deep_tiered" else (stem_width, stem_width)
+                self.conv1 = nn.Sequential(
+                    nn.Conv2d(in_chans, w1, 3, 2, 1, bias=False), norm(w1), act(inplace=True),
+                    nn.Conv2d(w1, w2, 3, 1, 1, bias=False), norm(w2), act(inplace=True),
+                    nn.Conv2d(w2, inplanes, 3, 1, 1, bias=False),
+                )
+            else:
+                self.conv1 = nn.Conv2d(in_chans, inplanes, 7, 2, 3, bias=False)
+            self.bn1 = norm(inplanes)
+            self.act1 = act(inplace=True)
+            self.maxpool = self._stem_pool(inplanes, replace_stem_pool, aa, norm, act)
+        self.feature_info = [dict(num_chs=inplanes, reduction=reduction // 2 if reduction > 1 else 1, module="act1")]
 
         # Four stages; the first block of stages 2-4 halves the resolution (or dilates past output_stride).
         dprs = linear_drop_rates(drop_path_rate, sum(layers))
-        reduction, dilation, idx = 4, 1, 0
-        for i, (n, planes) in enumerate(zip(layers, (64, 128, 256, 512), strict=True)):
+        dilation, idx = 1, 0
+        for i, (n, planes) in enumerate(zip(layers, channels, strict=True)):
             stride = 1 if i == 0 else 2
             first_dilation = dilation
             if reduction * stride > output_stride:
@@ -220,15 +269,16 @@ class ResNet(nn.Module):
             outplanes = planes * block.expansion
             downsample = None
             if stride != 1 or inplanes != outplanes:
-                downsample = _projection(inplanes, outplanes, stride, norm, avg_down)
+                downsample = _projection(inplanes, outplanes, stride, norm, avg_down, aa if aa_shortcut else None)
             blocks = []
             for j in range(n):
                 blocks.append(block(
                     inplanes, planes, stride if j == 0 else 1, downsample if j == 0 else None,
                     cardinality=cardinality, base_width=base_width, dilation=dilation,
                     first_dilation=first_dilation if j == 0 else dilation, stride_in_1x1=stride_in_1x1,
-                    norm_layer=norm, act_layer=act, attn_layer=attn, aa_layer=aa_layer,
+                    norm_layer=norm, act_layer=act, attn_layer=attn, aa_layer=aa, aa_after_conv=aa_after_conv,
                     drop_block=drop_block(i) if drop_block is not None else None, drop_path=dprs[idx],
+                    **(block_args or {}),
                 ))
                 inplanes = outplanes
                 idx += 1
@@ -241,14 +291,31 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(inplanes, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights(zero_init_last)
 
+    @staticmethod
+    def _stem_pool(channels: int, replace: bool, aa: ModuleFactory | None, norm: ModuleFactory,
+                   act: ModuleFactory) -> nn.Module:
+        """The stem's 2x subsampling: 3x3/2 max pool; a 3x3/2 conv-BN-ReLU with ``replace`` (ResNet-RS);
+        with ``aa`` the stride moves into a low-pass filter after a stride-1 max pool (or conv)."""
+        if replace:
+            conv = nn.Conv2d(channels, channels, 3, 1 if aa else 2, 1, bias=False)
+            parts = [conv, aa(channels=channels, stride=2)] if aa else [conv]
+            return nn.Sequential(*parts, norm(channels), act(inplace=True))
+        if aa:
+            return nn.Sequential(nn.MaxPool2d(3, 1, 1), aa(channels=channels, stride=2))
+        return nn.MaxPool2d(3, 2, 1)
+
     def _init_weights(self, zero_init_last: bool) -> None:
-        # He et al. (2015) initialisation for convs, as the paper uses; BN starts as identity.
+        # He et al. (2015) initialisation for convs, as the paper uses; BN starts as identity. Modules
+        # with an initialisation of their own (e.g. CBAM's zero-gamma spatial gate) apply it last.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if m is not self and hasattr(m, "init_weights"):
+                m.init_weights()
         if zero_init_last:
             for m in self.modules():
                 if hasattr(m, "zero_init_last"):
@@ -501,3 +568,139 @@ def _cifar(depth: int, residual: bool):
 for _depth in _CIFAR_PARAMS_M:
     globals()[f"resnet{_depth}_cifar"] = _cifar(_depth, residual=True)
     globals()[f"plain{_depth}_cifar"] = _cifar(_depth, residual=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Variants from later papers: the same network with options.
+# Bag of Tricks (He et al., 2018, Sec. 4): ResNet-B is the default layout above (stride on the 3x3 conv);
+# ResNet-C replaces the 7x7 stem conv with three 3x3 convs (32, 32, 64 filters); ResNet-D also moves the
+# projection shortcut's stride into a 2x2 average pool. FLOPs are the paper's Table 5 (multiply-adds).
+
+_TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download/"
+_GLUON = "https://github.com/rwightman/pytorch-pretrained-gluonresnet/releases/download/v0.1/"
+_C = dict(stem_width=32, stem_type="deep")
+_D = dict(stem_width=32, stem_type="deep", avg_down=True)
+
+
+def _variant(name: str, paper: str, url: str | None = None, **extra) -> dict:
+    meta = dict(paper=paper, reference={"timm": name})
+    if url:
+        meta["weights"] = {"timm": url}
+    meta.update(extra)
+    return meta
+
+
+@register_model(**_variant("resnet50c", "bag-of-tricks", _GLUON + "gluon_resnet50_v1c-48092f55.pth", paper_gflops=4.3))
+def resnet50c(**kwargs) -> ResNet:
+    """ResNet-50-C: the deep 3x3 stem."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], **{**_C, **kwargs})
+
+
+@register_model(**_variant("resnet50d", "bag-of-tricks", _TIMM + "v0.1-weights/resnet50d_ra2-464e36ba.pth", paper_gflops=4.3))
+def resnet50d(**kwargs) -> ResNet:
+    """ResNet-50-D: deep stem and average-pool projection shortcuts."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], **{**_D, **kwargs})
+
+
+@register_model(**_variant("resnet18d", "bag-of-tricks", _TIMM + "v0.1-weights/resnet18d_ra2-48a79e06.pth"))
+def resnet18d(**kwargs) -> ResNet:
+    """ResNet-18-D."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], **{**_D, **kwargs})
+
+
+@register_model(**_variant("resnet34d", "bag-of-tricks", _TIMM + "v0.1-weights/resnet34d_ra2-f8dcfcaf.pth"))
+def resnet34d(**kwargs) -> ResNet:
+    """ResNet-34-D."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], **{**_D, **kwargs})
+
+
+@register_model(**_variant("resnet101d", "bag-of-tricks", _TIMM + "v0.1-weights/resnet101d_ra2-2803ffab.pth"))
+def resnet101d(**kwargs) -> ResNet:
+    """ResNet-101-D."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], **{**_D, **kwargs})
+
+
+@register_model(**_variant("resnet152d", "bag-of-tricks", _TIMM + "v0.1-weights/resnet152d_ra2-5cac0439.pth"))
+def resnet152d(**kwargs) -> ResNet:
+    """ResNet-152-D."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], **{**_D, **kwargs})
+
+
+# Squeeze-and-Excitation Networks (Hu et al., 2017): an SE module (ratio 1/16) on each bottleneck's
+# residual branch, before the addition. Parameters and FLOPs are the paper's Table 2 (FLOPs for its
+# stride-on-the-1x1 layout).
+
+@register_model(**_variant("seresnet50", "senet", _TIMM + "v0.1-weights/seresnet50_ra_224-8efdb4bb.pth",
+                           paper_params_m=28.1, paper_gflops=3.87))
+def seresnet50(**kwargs) -> ResNet:
+    """SE-ResNet-50."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], attn_layer="se", **kwargs)
+
+
+@register_model(**_variant("seresnet101", "senet", paper_gflops=7.60))
+def seresnet101(**kwargs) -> ResNet:
+    """SE-ResNet-101."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], attn_layer="se", **kwargs)
+
+
+@register_model(**_variant("seresnet152", "senet", paper_gflops=11.32))
+def seresnet152(**kwargs) -> ResNet:
+    """SE-ResNet-152."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], attn_layer="se", **kwargs)
+
+
+# CBAM (Woo et al., 2018): channel then spatial attention in the same place as SE (the authors' code).
+
+@register_model(paper="cbam", reference={"official": "Jongchan/attention-module ResidualNet('ImageNet', 50, 1000, 'CBAM')"},
+                paper_params_m=28.09)
+def resnet50_cbam(**kwargs) -> ResNet:
+    """ResNet-50 + CBAM (reduction 16, 7x7 spatial kernel) in every bottleneck."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], attn_layer="cbam", **kwargs)
+
+
+# Revisiting ResNets (Bello et al., 2021): ResNet-D with SE (ratio 1/4) and the stem's max pool replaced by a
+# strided 3x3 conv; the depths are the paper's Table 7 and the input sizes its training resolutions.
+
+def _resnetrs(name: str, layers: list[int], size: int, url: str):
+    def builder(**kwargs) -> ResNet:
+        se = functools.partial(SqueezeExcite, rd_ratio=0.25)
+        return ResNet(Bottleneck, layers, attn_layer=se, replace_stem_pool=True, **{**_D, **kwargs})
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = f"ResNet-RS-{name[8:]}: blocks {layers}, trained at {size}px."
+    builder.__module__ = __name__
+    return register_model(builder, **_variant(name, "resnet-rs", _TIMM + url, input_size=(3, size, size)))
+
+
+resnetrs50 = _resnetrs("resnetrs50", [3, 4, 6, 3], 160, "v0.1-rs-weights/resnetrs50_ema-6b53758b.pth")
+resnetrs101 = _resnetrs("resnetrs101", [3, 4, 23, 3], 192, "v0.1-rs-weights/resnetrs101_i192_ema-1509bbf6.pth")
+resnetrs152 = _resnetrs("resnetrs152", [3, 8, 36, 3], 256, "v0.1-rs-weights/resnetrs152_i256_ema-a9aff7f9.pth")
+resnetrs200 = _resnetrs("resnetrs200", [3, 24, 36, 3], 256, "v0.1-tpu-weights/resnetrs200_c-6b698b88.pth")
+resnetrs270 = _resnetrs("resnetrs270", [4, 29, 53, 4], 256, "v0.1-rs-weights/resnetrs270_ema-b40e674c.pth")
+resnetrs350 = _resnetrs("resnetrs350", [4, 36, 72, 4], 288, "v0.1-rs-weights/resnetrs350_i256_ema-5a1aa8f1.pth")
+resnetrs420 = _resnetrs("resnetrs420", [4, 44, 87, 4], 320, "v0.1-rs-weights/resnetrs420_ema-972dee69.pth")
+
+
+# Anti-aliasing. resnetblur* are Zhang's (2019) BlurPool ResNets as timm builds them: a 3x3 binomial filter
+# after the stem's (stride-1) max pool and after the ReLU that follows each stride-1 3x3 conv that used to be
+# strided. resnet50_aa places the filters as Vasconcelos et al. (2020) argue: directly after the strided
+# conv ("blur after conv", before BN and ReLU) and in front of the 1x1 projection shortcuts, whose 1x1 kernel
+# cannot learn a low-pass filter of its own; the stem's max pool is blurred as in resnetblur.
+
+@register_model(**_variant("resnetblur18", "antialias-resnet"))
+def resnetblur18(**kwargs) -> ResNet:
+    """ResNet-18 with BlurPool downsampling."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], aa_layer="blur", **kwargs)
+
+
+@register_model(**_variant("resnetblur50", "antialias-resnet", _TIMM + "v0.1-weights/resnetblur50-84f4748f.pth"))
+def resnetblur50(**kwargs) -> ResNet:
+    """ResNet-50 with BlurPool downsampling."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], aa_layer="blur", **kwargs)
+
+
+@register_model(paper="antialias-resnet")
+def resnet50_aa(**kwargs) -> ResNet:
+    """ResNet-50 with low-pass filters at the placements of Vasconcelos et al.: after each strided conv,
+    before each strided projection shortcut, and in the stem's max pool."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], aa_layer="blur", aa_after_conv=True, aa_shortcut=True, **kwargs)
