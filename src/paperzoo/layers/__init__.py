@@ -4,12 +4,17 @@ from .attention import SqueezeExcite
 from .conv import ConvNormAct, same_padding
 from .drop import DropPath, drop_path, linear_drop_rates
 from .factory import LayerNorm2d, get_act_layer, get_attn_layer, get_norm_layer, make_divisible, register_attn
+from .transformer import Attention, Mlp, PatchEmbed, TransformerBlock, resample_abs_pos_embed, resize_rel_pos_bias_table
 
 __all__ = [
+    "Attention",
     "ConvNormAct",
     "DropPath",
     "LayerNorm2d",
+    "Mlp",
+    "PatchEmbed",
     "SqueezeExcite",
+    "TransformerBlock",
     "drop_path",
     "get_act_layer",
     "get_attn_layer",
@@ -17,5 +22,7 @@ __all__ = [
     "linear_drop_rates",
     "make_divisible",
     "register_attn",
+    "resample_abs_pos_embed",
+    "resize_rel_pos_bias_table",
     "same_padding",
 ]
