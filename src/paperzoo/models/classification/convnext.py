@@ -214,7 +214,7 @@ def _convnext(size: str):
     name = f"convnext_{size}"
 
     def builder(**kwargs) -> ConvNeXt:
-        return ConvNeXt(depths=depths, dims=dims, **kwargs)
+        return ConvNeXt(**{**dict(depths=depths, dims=dims), **kwargs})
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"ConvNeXt-{'XL' if size == 'xlarge' else size[0].upper()}: widths {dims}, depths {depths}."

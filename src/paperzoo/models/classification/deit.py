@@ -91,8 +91,8 @@ def _deit(size: str, distilled: bool, res: int):
     cls = DistilledVisionTransformer if distilled else VisionTransformer
 
     def builder(**kwargs) -> VisionTransformer:
-        kwargs.setdefault("img_size", res)
-        return cls(patch_size=16, embed_dim=dim, depth=12, num_heads=heads, **kwargs)
+        args = dict(img_size=res, patch_size=16, embed_dim=dim, depth=12, num_heads=heads)
+        return cls(**{**args, **kwargs})
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = (f"DeiT-{size[0].upper()}{'⚗ (with distillation token)' if distilled else ''} at {res}x{res}: "

@@ -421,9 +421,8 @@ def _swin(size: str, window: int, res: int):
     name = f"swin_{size}_patch4_window{window}_{res}"
 
     def builder(**kwargs) -> SwinTransformer:
-        kwargs.setdefault("img_size", res)
-        kwargs.setdefault("window_size", window)
-        return SwinTransformer(patch_size=4, embed_dim=dim, depths=depths, num_heads=heads, **kwargs)
+        args = dict(img_size=res, window_size=window, patch_size=4, embed_dim=dim, depths=depths, num_heads=heads)
+        return SwinTransformer(**{**args, **kwargs})
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"Swin-{size[0].upper()} at {res}x{res}, window {window}: C={dim}, depths {depths}."

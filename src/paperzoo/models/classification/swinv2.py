@@ -156,9 +156,8 @@ def _swinv2(size: str, window: int):
     name = f"swinv2_{size}_window{window}_256"
 
     def builder(**kwargs) -> SwinTransformerV2:
-        kwargs.setdefault("img_size", 256)
-        kwargs.setdefault("window_size", window)
-        return SwinTransformerV2(patch_size=4, embed_dim=dim, depths=depths, num_heads=heads, **kwargs)
+        args = dict(img_size=256, window_size=window, patch_size=4, embed_dim=dim, depths=depths, num_heads=heads)
+        return SwinTransformerV2(**{**args, **kwargs})
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"SwinV2-{size[0].upper()} at 256x256, window {window}: C={dim}, depths {depths}."

@@ -206,8 +206,8 @@ def _vit(size: str, patch: int, res: int):
     name = f"vit_{size}_patch{patch}_{res}"
 
     def builder(**kwargs) -> VisionTransformer:
-        kwargs.setdefault("img_size", res)
-        return VisionTransformer(patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads, **kwargs)
+        args = dict(img_size=res, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads)
+        return VisionTransformer(**{**args, **kwargs})
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"ViT-{size[0].upper()}/{patch} at {res}x{res}: width {dim}, depth {depth}, {heads} heads."
