@@ -74,8 +74,13 @@ def test_swin_t_equals_timm(swin_t) -> None:
         assert rel_err(ours(x), ref(x)) < 1e-5
 
 
+@pytest.mark.paper("swin")
+def test_swin_s_equals_timm() -> None:
+    check_timm("swin_small_patch4_window7_224")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "swin_tiny_patch4_window7_224"])
+@pytest.mark.parametrize("name", [n for n in NAMES if "tiny" not in n and "small" not in n])
 def test_larger_variants_equal_timm(name: str) -> None:
     check_timm(name)
 

@@ -76,17 +76,18 @@ def test_equals_timm_large(name: str, size: int) -> None:
 
 
 @pytest.mark.paper("vit")
-def test_equals_torchvision_vit_b_16() -> None:
-    """torchvision's vit_b_16 (another layout: packed in_proj, encoder.layers...) maps onto ours exactly."""
-    ref = perturb_(torchvision.models.vit_b_16(image_size=64)).eval()
-    ours = pz.load_weights(pz.create_model("vit_base_patch16_224", img_size=64), ref.state_dict(), source="torchvision").eval()
+@pytest.mark.parametrize("ours_name, tv_name", [("vit_base_patch16_224", "vit_b_16"), ("vit_base_patch32_224", "vit_b_32")])
+def test_equals_torchvision_vit_b(ours_name: str, tv_name: str) -> None:
+    """torchvision's ViT-B/16 and B/32 (another layout: packed in_proj, encoder.layers...) map onto ours exactly."""
+    ref = perturb_(getattr(torchvision.models, tv_name)(image_size=64)).eval()
+    ours = pz.load_weights(pz.create_model(ours_name, img_size=64), ref.state_dict(), source="torchvision").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert rel_err(ours(x), ref(x)) < 1e-5
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ours_name, tv_name, size", [("vit_base_patch32_224", "vit_b_32", 64), ("vit_large_patch16_224", "vit_l_16", 64),
+@pytest.mark.parametrize("ours_name, tv_name, size", [("vit_large_patch16_224", "vit_l_16", 64),
                                                       ("vit_large_patch32_224", "vit_l_32", 64), ("vit_huge_patch14_224", "vit_h_14", 56)])
 def test_equals_torchvision_other_sizes(ours_name: str, tv_name: str, size: int) -> None:
     ref = perturb_(getattr(torchvision.models, tv_name)(image_size=size)).eval()
