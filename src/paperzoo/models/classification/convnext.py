@@ -122,7 +122,7 @@ class ConvNeXt(nn.Module):
         self.head.fc.apply(_init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        return self.stages(self.stem(_channels_last(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits)
@@ -133,7 +133,7 @@ class ConvNeXt(nn.Module):
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
         """Stage outputs at ``indices`` (0-3, strides 4-32), NCHW."""
         out = []
-        x = self.stem(x)
+        x = self.stem(_channels_last(x))
         for i, stage in enumerate(self.stages):
             if i > max(indices):
                 break
@@ -147,6 +147,12 @@ class ConvNeXt(nn.Module):
         self.stages = self.stages[: max_index + 1]
         self.head = nn.Identity()
         return removed
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The network runs on channels-last memory: each block's NHWC view for LayerNorm and the MLP is then free
+    (no copies forward or backward); shapes stay NCHW."""
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _init_weights(m: nn.Module) -> None:

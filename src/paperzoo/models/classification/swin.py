@@ -85,9 +85,9 @@ def window_attention(
     """SDPA over windows with the per-head ``bias`` (heads, N, N) and the shift ``mask`` (num_windows, N, N)
     folded into one additive ``attn_mask``. q, k, v: (B * num_windows, heads, N, d)."""
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
-    num_windows, heads = mask.shape[0], bias.shape[0]
-    attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(q.shape[0] // num_windows, 1, 1, 1)
+        attn_mask = bias.unsqueeze(0)  # 4-D, so that the fused CPU kernel takes it
+    else:
+        attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(q.shape[0] // mask.shape[0], 1, 1, 1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
 
 
