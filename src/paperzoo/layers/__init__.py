@@ -4,7 +4,8 @@ from .attention import SqueezeExcite
 from .conv import ConvNormAct, same_padding
 from .drop import DropPath, drop_path, linear_drop_rates
 from .factory import LayerNorm2d, get_act_layer, get_attn_layer, get_norm_layer, make_divisible, register_attn
-from .transformer import Attention, Mlp, PatchEmbed, TransformerBlock, resample_abs_pos_embed, resize_rel_pos_bias_table
+from .transformer import (Attention, Mlp, PatchEmbed, TransformerBlock, resample_abs_pos_embed, resize_rel_pos_bias_table,
+                          trunc_normal_init)
 
 __all__ = [
     "Attention",
@@ -25,4 +26,5 @@ __all__ = [
     "resample_abs_pos_embed",
     "resize_rel_pos_bias_table",
     "same_padding",
+    "trunc_normal_init",
 ]

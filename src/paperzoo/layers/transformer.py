@@ -10,6 +10,7 @@ CLIP and the pose transformers.
   patch grid changes (fine-tuning or inference at another resolution).
 * ``resize_rel_pos_bias_table`` — Swin section 3.2's bi-cubic interpolation of a relative position bias
   table when the window size changes.
+* ``trunc_normal_init`` — the truncated-normal (std 0.02) initialisation these models share.
 """
 from __future__ import annotations
 
@@ -185,6 +186,15 @@ def resize_rel_pos_bias_table(table: torch.Tensor, new_window: tuple[int, int], 
     grid = table.float().T.reshape(1, heads, *old)
     grid = F.interpolate(grid, size=new, mode="bicubic", align_corners=False)
     return grid.reshape(heads, -1).T.contiguous().to(table.dtype)
+
+
+def trunc_normal_init(module: nn.Module, std: float = 0.02, types: tuple[type[nn.Module], ...] = (nn.Linear,)) -> None:
+    """Truncated-normal weights and zero biases for ``types`` (the init of ViT/DeiT/Swin/ConvNeXt);
+    use with ``model.apply``."""
+    if isinstance(module, types):
+        nn.init.trunc_normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:

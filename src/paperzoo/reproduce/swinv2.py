@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
+from ..models.classification.swin import adapt_bias_tables
 from ..registry import create_model
 from ..train import evaluate
 from ..weights import load_weights
-from ..models.classification.swin import adapt_bias_tables
 from ._backbones import bar_chart, fit, params_m, scenes
 from .report import Report
 

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...layers import DropPath, LayerNorm2d, Mlp, linear_drop_rates
+from ...layers import DropPath, LayerNorm2d, Mlp, linear_drop_rates, trunc_normal_init
 from ...registry import register_model
-from ...weights import register_converter
+from ...weights import identity, register_converter
 
 __all__ = ["ConvNeXt", "ConvNeXtBlock"]
 
@@ -111,7 +112,7 @@ class ConvNeXt(nn.Module):
             self.feature_info.append(dict(num_chs=dim, reduction=patch_size * 2**i, module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
         self.head = NormHead(dims[-1], num_classes, drop_rate)
-        self.apply(_init_weights)
+        self.apply(_init_weights)  # Appendix A: truncated normal (std 0.02) for conv and linear weights
         if isinstance(self.head.fc, nn.Linear):
             with torch.no_grad():
                 self.head.fc.weight.mul_(head_init_scale)
@@ -155,16 +156,11 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def _init_weights(m: nn.Module) -> None:
-    # Section 3 / Appendix A: truncated normal (std 0.02) for conv and linear weights, zero biases.
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
+_init_weights = partial(trunc_normal_init, types=(nn.Conv2d, nn.Linear))
 
 
 # --------------------------------------------------------------------------------------- weight maps
-register_converter("convnext", "timm")(lambda state, model: state)
+register_converter("convnext", "timm")(identity)
 
 
 def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, object]]) -> dict[str, torch.Tensor]:

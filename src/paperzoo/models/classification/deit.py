@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...layers import trunc_normal_init
 from ...registry import register_model
 from ...weights import register_converter
-from .vit import VisionTransformer, _init_linear, adapt_pos_embed, timm_hub_url
+from .vit import VisionTransformer, adapt_pos_embed, timm_hub_url
 
 __all__ = ["DistilledVisionTransformer"]
 
@@ -48,7 +49,7 @@ class DistilledVisionTransformer(VisionTransformer):
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
         self.head_dist = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.head_dist.apply(_init_linear)
+        self.head_dist.apply(trunc_normal_init)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x_cls, x_dist = x[:, 0], x[:, 1]

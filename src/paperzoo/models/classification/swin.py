@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...layers import DropPath, Mlp, PatchEmbed, linear_drop_rates, resize_rel_pos_bias_table
+from ...layers import DropPath, Mlp, PatchEmbed, linear_drop_rates, resize_rel_pos_bias_table, trunc_normal_init
 from ...registry import register_model
 from ...weights import register_converter
 
@@ -292,12 +292,12 @@ class SwinTransformer(nn.Module):
         self.layers = nn.Sequential(*stages)
         self.norm = norm_layer(self.num_features)
         self.head = PoolHead(self.num_features, num_classes, drop_rate)
-        self.apply(_init_linear)
+        self.apply(trunc_normal_init)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.head.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.head.fc.apply(_init_linear)
+        self.head.fc.apply(trunc_normal_init)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) image -> (B, H/32, W/32, C_4) normalised NHWC features."""
@@ -326,13 +326,6 @@ class SwinTransformer(nn.Module):
         self.layers = self.layers[: max_index + 1]
         self.norm, self.head = nn.Identity(), nn.Identity()
         return removed
-
-
-def _init_linear(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
 
 
 # --------------------------------------------------------------------------------------- weight maps

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...layers import PatchEmbed, TransformerBlock, linear_drop_rates, resample_abs_pos_embed
+from ...layers import PatchEmbed, TransformerBlock, linear_drop_rates, resample_abs_pos_embed, trunc_normal_init
 from ...registry import register_model
 from ...weights import register_converter
 
@@ -82,7 +82,7 @@ class VisionTransformer(nn.Module):
         # Truncated-normal(0.02) Linear weights, zero biases, position embeddings as DeiT/timm initialise them.
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
-        self.apply(_init_linear)
+        self.apply(trunc_normal_init)
 
     def prefix_tokens(self) -> list[nn.Parameter]:
         """Learned tokens prepended to the patch sequence (the class token; DeiT adds a distillation token)."""
@@ -91,7 +91,7 @@ class VisionTransformer(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.head.apply(_init_linear)
+        self.head.apply(trunc_normal_init)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Eq. 1: patch tokens, prefix tokens, position embeddings (interpolated if the grid changed)."""
@@ -134,13 +134,6 @@ class VisionTransformer(nn.Module):
         self.blocks = self.blocks[: max_index + 1]
         self.norm, self.head = nn.Identity(), nn.Identity()
         return removed
-
-
-def _init_linear(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
 
 
 # --------------------------------------------------------------------------------------- weight maps
