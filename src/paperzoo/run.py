@@ -11,6 +11,7 @@ from .data import get_dataset
 from .errors import PaperzooError
 from .registry import create_model, model_meta
 from .train import Trainer, TrainConfig, evaluate
+from .train.distill import build_distillation_task
 from .weights import load_weights
 
 BUILTIN_DEFAULT_SIZE = 32
@@ -49,7 +50,8 @@ def build_and_train(cfg: TrainConfig, resume: bool = False, quiet: bool = False)
     val = get_dataset(cfg.data.name, "val", **dataset_kwargs(cfg, "val"))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train.num_classes, train.in_chans)
-    trainer = Trainer(model, train, val, cfg, quiet=quiet)
+    task = build_distillation_task(cfg, train.num_classes, train.in_chans)
+    trainer = Trainer(model, train, val, cfg, task=task, quiet=quiet)
     trainer.fit(resume=resume)
     if trainer.info.is_main and not quiet and trainer.out is not None:
         print(f"run directory: {trainer.out} (model.safetensors, metrics.jsonl, curves.png, checkpoints/)")

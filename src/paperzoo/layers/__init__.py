@@ -8,12 +8,18 @@ from .drop import DropPath, drop_path, linear_drop_rates
 from .factory import LayerNorm2d, get_act_layer, get_attn_layer, get_norm_layer, make_divisible, register_attn
 from .selective_kernel import SelectiveKernel
 from .std_conv import StdConv2d
+from .transformer import (Attention, Mlp, PatchEmbed, TransformerBlock, resample_abs_pos_embed, resize_rel_pos_bias_table,
+                          trunc_normal_init)
 
 __all__ = [
+    "Attention",
     "ConvNormAct",
     "DropPath",
     "LayerNorm2d",
+    "Mlp",
+    "PatchEmbed",
     "SqueezeExcite",
+    "TransformerBlock",
     "drop_path",
     "get_act_layer",
     "get_attn_layer",
@@ -21,10 +27,13 @@ __all__ = [
     "linear_drop_rates",
     "make_divisible",
     "register_attn",
+    "resample_abs_pos_embed",
+    "resize_rel_pos_bias_table",
     "same_padding",
     "BlurPool2d",
     "CBAM",
     "SelectiveKernel",
     "StdConv2d",
     "get_aa_layer",
+    "trunc_normal_init",
 ]

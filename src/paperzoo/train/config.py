@@ -18,6 +18,17 @@ class DataConfig:
 
 
 @dataclass
+class DistillConfig:
+    """DeiT distillation (``paperzoo.train.distill``): off while ``teacher`` is None."""
+
+    teacher: str | None = None  # registered model name of the teacher
+    teacher_weights: str | None = None  # its trained checkpoint: path, URL, or SOURCE::PATH
+    type: str = "hard"  # hard | soft
+    alpha: float = 0.5  # weight of the distillation term (the label term gets 1 - alpha)
+    tau: float = 1.0  # soft distillation temperature
+
+
+@dataclass
 class TrainConfig:
     model: str = "resnet20_cifar"
     model_args: dict[str, Any] = field(default_factory=dict)
@@ -58,3 +69,5 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validations
     tensorboard: bool = False
     out: str | None = None
+
+    distill: DistillConfig = field(default_factory=DistillConfig)
