@@ -626,12 +626,21 @@ class Trainer:
             raise
         log.close()
         if self.out is not None and is_main:
-            save_weights(self.model.state_dict(), self.out / "model.safetensors", {"model": cfg.model, "step": str(self.step)})
+            save_weights(self.model.state_dict(), self.out / "model.safetensors", self._weights_metadata())
             if self.ema is not None:
                 save_weights(self.ema.module.state_dict(), self.out / "model_ema.safetensors")
             if self.swa is not None and self.swa.n_averaged > 0:
                 save_weights(self.swa.module.state_dict(), self.out / "model_swa.safetensors")
         return self.history
+
+    def _weights_metadata(self) -> dict[str, str]:
+        """What ``paperzoo cam`` and ``eval`` need to use the weights: model, input normalisation, classes."""
+        meta = {"model": self.cfg.model, "step": str(self.step)}
+        for key in ("mean", "std", "classes", "image_size"):
+            value = getattr(self.train_data, key, None)
+            if value is not None:
+                meta[key] = json.dumps(list(value))
+        return meta
 
     def _swa_epoch_end(self) -> bool:
         """Average the weights if this epoch ends an SWA cycle; at the last epoch, recompute the average's
