@@ -60,8 +60,8 @@ def radam_reference(params: list[Tensor], grads: list[Tensor], state: dict, alph
 
     ``rho_threshold`` is the paper's 4 (rectify when rho_t > 4); the official code and PyTorch use 5.
     ``weight_decay`` is an L2 term added to the gradient, or, with ``decoupled``, AdamW-style decay
-    ``theta *= 1 - alpha * weight_decay`` (as the official code does). ``eps`` is added to sqrt(v_hat),
-    which the paper's l_t = sqrt((1 - b2^t) / v_t) omits.
+    ``theta *= 1 - alpha * weight_decay`` (as the official code does). The paper's l_t = sqrt((1 - b2^t) / v_t)
+    has no epsilon; like the authors' code we add ``eps`` to sqrt(v_t).
     """
     beta1, beta2 = betas
     rho_inf = 2 / (1 - beta2) - 1                                # rho_infinity, eq. 5
@@ -76,7 +76,7 @@ def radam_reference(params: list[Tensor], grads: list[Tensor], state: dict, alph
         v_t.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         m_hat = m_t / (1 - beta1**t)
         if rho_t > rho_threshold:                                # the variance of the adaptive rate is tractable
-            l_t = 1 / ((v_t / (1 - beta2**t)).sqrt() + eps)      # adaptive learning rate l_t
+            l_t = math.sqrt(1 - beta2**t) / (v_t.sqrt() + eps)   # adaptive learning rate l_t = sqrt((1 - b2^t) / v_t)
             r_t = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))  # eq. 9
             theta.sub_(alpha * r_t * m_hat * l_t)
         else:
