@@ -184,8 +184,6 @@ def explain_image(model: str, weights: Path, image: Path, out: Path, layer: str 
     cam = GradCAM(net, layer)
     maps, logits = cam.compute(x, class_index)
     target = int(logits.argmax(1)) if class_index is None else class_index
-    if not 0 <= target < logits.shape[1]:
-        raise PaperzooError(f"--class {target} is out of range: the model has {logits.shape[1]} classes")
     heat = cam(x, target)[0]
     guided = GuidedGradCAM(net, layer)(x, target)[0]
     classes = saved.get("classes")

@@ -11,7 +11,7 @@ operation                          range at M = 10         M -> parameter
 =================================  ======================  ============================
 rotate                             +-30 degrees            30 M/10, random sign
 shear-x, shear-y                   +-0.3                   0.3 M/10, random sign
-translate-x, translate-y           +-150/331 of the side   0.45 M/10 of the side, sign
+translate-x, translate-y           +-150/331 of the side   150/331 M/10 of the side, sign
 solarize                           threshold 256 .. 0      256 (1 - M/10)
 posterize                          8 .. 4 bits             8 - round(4 M/10)
 color, contrast, brightness,       factor 0.1 .. 1.9       1 +- 0.9 M/10, random sign
@@ -53,7 +53,7 @@ def op_parameter(op: str, magnitude: float) -> float | None:
     if op in ("shear_x", "shear_y"):
         return 0.3 * level
     if op in ("translate_x", "translate_y"):
-        return 0.45 * level  # AutoAugment's 150 pixels of 331, as a fraction of the image side
+        return 150 / 331 * level  # AutoAugment's 150 pixels at 331 x 331, as a fraction of the image side
     if op == "solarize":
         return max(0.0, 256.0 * (1.0 - level))
     if op == "posterize":

@@ -102,6 +102,9 @@ class GradCAM:
                 if targets is None:
                     targets = logits.argmax(1)
                 targets = torch.as_tensor(targets, device=logits.device).expand(len(logits))
+                bad = targets[(targets < 0) | (targets >= logits.shape[1])]
+                if len(bad):
+                    raise ConfigError(f"class {int(bad[0])} is out of range: the model has {logits.shape[1]} classes")
                 score = logits.gather(1, targets[:, None]).sum()  # samples are independent in eval mode
                 activation = captured[-1]
                 grad, = torch.autograd.grad(score, activation)
