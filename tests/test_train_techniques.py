@@ -121,3 +121,19 @@ def test_dropblock_keep_prob_is_scheduled(tiny_shapes) -> None:
     t.callbacks.append(lambda tr, row: ramps.append(tr.drop_blocks[0].ramp))
     t.fit()
     assert ramps == pytest.approx([3 / 8, 7 / 8])  # set before each step: step / total_steps
+
+
+@pytest.mark.paper("bag-of-tricks")
+def test_training_ladder_adds_one_trick_per_rung(tmp_path: Path) -> None:
+    """The ladder's rungs are the paper's training refinements, cumulative, and each trains (smoke size)."""
+    from paperzoo.reproduce._bag_of_tricks_training import LADDER_SMOKE, LadderConfig, ladder, run_training_ladder
+
+    rungs = ladder(120)
+    assert [n for n, _ in rungs] == ["baseline (step decay)", "+ linear warmup", "+ zero gamma", "+ no bias decay",
+                                     "+ cosine decay", "+ label smoothing", "+ mixup"]
+    assert all(a == b[:len(a)] for (_, a), (_, b) in zip(rungs, rungs[1:]))  # each rung keeps the previous tricks
+    last = apply_overrides(TrainConfig(epochs=120), rungs[-1][1])
+    assert (last.warmup_epochs, last.zero_gamma, last.decay_bias_and_norm, last.schedule, last.label_smoothing,
+            last.mixup.alpha) == (5.0, True, False, "cosine", 0.1, 0.2)
+    result = run_training_ladder(tmp_path, LadderConfig(**LADDER_SMOKE))
+    assert len(result["rows"]) == 7 and (tmp_path / result["figure"]).exists()

@@ -35,7 +35,8 @@ def train_eval_subset(train: Dataset, n: int = 500) -> Subset:
 
 
 def fit(model: nn.Module, train: Dataset, test: Dataset, out: Path | None, overrides: dict[str, Any] | Sequence[str] = (),
-        callbacks: Sequence[Callable] = (), train_subset: Dataset | None = None, **config: Any) -> tuple[list[dict], Trainer]:
+        callbacks: Sequence[Callable] = (), train_subset: Dataset | None = None, batch_transform: Callable | None = None,
+        **config: Any) -> tuple[list[dict], Trainer]:
     """Train ``model`` with the one Trainer (``config``: TrainConfig fields; ``overrides``: dotted keys such as
     ``sam.rho``); with ``train_subset`` each epoch's row also gets ``train_eval_acc`` measured in eval mode."""
     cfg = TrainConfig(log_every=10**9, channels_last=True, **config)
@@ -43,7 +44,7 @@ def fit(model: nn.Module, train: Dataset, test: Dataset, out: Path | None, overr
     hooks = list(callbacks)
     if train_subset is not None:
         hooks.append(lambda trainer, row: row.update(train_eval_acc=trainer.evaluate(train_subset)["acc"]))
-    trainer = Trainer(model, train, test, cfg, out=out, quiet=True, callbacks=hooks)
+    trainer = Trainer(model, train, test, cfg, out=out, quiet=True, callbacks=hooks, batch_transform=batch_transform)
     return trainer.fit(), trainer
 
 
