@@ -179,7 +179,8 @@ def explain_image(model: str, weights: Path, image: Path, out: Path, layer: str 
     load_weights(net, state, source=source)
     net.eval()
     chans = kwargs.get("in_chans", meta.input_size[0])
-    size = image_size or (saved["image_size"][-1] if "image_size" in saved else meta.input_size[-1])
+    saved_size = saved.get("image_size")
+    size = image_size or (saved_size[-1] if isinstance(saved_size, list) else saved_size) or meta.input_size[-1]
     x, picture = load_image(Path(image), size, chans, saved.get("mean", meta.mean), saved.get("std", meta.std))
     cam = GradCAM(net, layer)
     maps, logits = cam.compute(x, class_index)

@@ -302,10 +302,10 @@ class Trainer:
 
     ``task`` supplies loss and metrics (default: classification). ``optimizer`` and ``scheduler`` may be
     given; otherwise they are built from the config. ``batch_transform(images, targets, generator)``
-    acts on each batch (mixup, cutmix) with the trainer's checkpointed generator. ``callbacks`` are
-    called as ``cb(trainer, row)`` at each epoch end and may add numbers to the epoch's row. ``out`` (or
-    ``config.out``) is the run directory; without one nothing is written. ``fit()`` returns the list of
-    per-epoch metric rows.
+    acts on each batch with the trainer's checkpointed generator (default: mixup/CutMix as configured).
+    ``callbacks`` are called as ``cb(trainer, row)`` at each epoch end and may add numbers to the epoch's
+    row. ``out`` (or ``config.out``) is the run directory; without one nothing is written. ``fit()``
+    returns the list of per-epoch metric rows.
     """
 
     def __init__(
@@ -639,7 +639,7 @@ class Trainer:
         for key in ("mean", "std", "classes", "image_size"):
             value = getattr(self.train_data, key, None)
             if value is not None:
-                meta[key] = json.dumps(list(value))
+                meta[key] = json.dumps(list(value) if isinstance(value, (list, tuple)) else value)
         return meta
 
     def _swa_epoch_end(self) -> bool:
