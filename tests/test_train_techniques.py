@@ -137,3 +137,11 @@ def test_training_ladder_adds_one_trick_per_rung(tmp_path: Path) -> None:
             last.mixup.alpha) == (5.0, True, False, "cosine", 0.1, 0.2)
     result = run_training_ladder(tmp_path, LadderConfig(**LADDER_SMOKE))
     assert len(result["rows"]) == 7 and (tmp_path / result["figure"]).exists()
+
+
+def test_show_lists_code_of_module_level_entry_points(capsys) -> None:
+    """`paperzoo show` finds the file of an entry point that is an attribute of a module (train/swa.py's SWA)."""
+    from paperzoo.cli import main
+
+    main(["show", "swa"])
+    assert "paperzoo/train/swa.py" in capsys.readouterr().out

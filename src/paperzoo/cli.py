@@ -133,7 +133,10 @@ def _module_file(entry_point: str) -> Path | None:
     import importlib
     import importlib.util
 
-    spec = importlib.util.find_spec(entry_point) if importlib.util.find_spec(entry_point.rpartition(".")[0]) else None
+    try:
+        spec = importlib.util.find_spec(entry_point) if importlib.util.find_spec(entry_point.rpartition(".")[0]) else None
+    except ModuleNotFoundError:  # an attribute of a module (paperzoo.train.swa.SWA), not a submodule
+        spec = None
     if spec is None:
         obj = getattr(importlib.import_module(entry_point.rpartition(".")[0]), entry_point.rpartition(".")[2])
         mod = importlib.import_module(getattr(obj, "__module__", entry_point.rpartition(".")[0]))
