@@ -34,7 +34,7 @@ class Config:
     seed: int = 0
 
 
-SMOKE = dict(train_size=128, test_size=64, epochs=3, depth=8)
+SMOKE = dict(train_size=96, test_size=32, epochs=3, depth=8)
 FULL = dict(depth=20, image_size=32, train_size=50000, test_size=10000, epochs=63, t0=1.0, t_mult=2)
 
 
@@ -57,7 +57,7 @@ def run(cfg: Config, out: Path) -> Report:
     runs = {}
     for name, overrides in schedules.items():
         model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed)
-        runs[name], _ = fit(model, train, test, out / "runs" / overrides[0].split("=")[1], overrides, epochs=cfg.epochs,
+        runs[name], _ = fit(model, train, test, None, overrides, epochs=cfg.epochs,
                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed)
     ends = cycle_ends(cfg)
     acc = {name: {r["epoch"]: 100 * r["val_acc"] for r in h} for name, h in runs.items()}
