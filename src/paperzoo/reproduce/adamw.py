@@ -25,11 +25,11 @@ class Config:
     image_size: int = 16
     train_size: int = 2000
     test_size: int = 1000
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 64
-    lrs: tuple[float, ...] = (1e-3, 3e-3)
-    l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2)  # Adam: lambda of the L2 term added to the gradient
-    decay: tuple[float, ...] = (0.025, 0.1, 0.4)  # AdamW: torch's weight_decay (decay per step = lr * this)
+    lrs: tuple[float, ...] = (3e-3, 1e-2)
+    l2: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # Adam: lambda of the L2 term added to the gradient
+    decay: tuple[float, ...] = (0.1, 0.4, 1.6)  # AdamW: torch's weight_decay (decay per step = lr * this)
     seed: int = 0
 
 
@@ -68,7 +68,8 @@ def run(cfg: Config, out: Path) -> Report:
         columns=["optimizer", "lr", "weight decay", "test acc (%)", "final train loss"], rows=rows, held=held, verdict=verdict,
         differences=[
             "A small ResNet on synthetic 16x16 scenes for a few epochs instead of a 26-layer ResNet on CIFAR-10 for up to "
-            "1800 epochs; a 2 x 3 grid per optimizer instead of the paper's dense one.",
+            "1800 epochs; a 2 x 3 grid per optimizer instead of the paper's dense one. (A first grid one step lower, "
+            "lr 1e-3/3e-3, had both optimizers' best at its upper edge, Adam + L2 ahead; this grid is centred higher.)",
             "The two optimizers' decay coefficients are not on the same scale (L2 acts through the adaptive step); each "
             "grid spans the range that works for its optimizer, so we compare best against best.",
             "Plain cosine annealing (the paper's AdamW + cosine), without restarts or normalised decay; one seed.",
