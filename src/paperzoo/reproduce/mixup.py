@@ -75,8 +75,7 @@ def run(cfg: Config, out: Path) -> Report:
             "A small ResNet and 2,000 synthetic 16x16 images instead of PreAct ResNet-18 on CIFAR-10 for 200 epochs.",
             "Calibration follows Thulasidasan et al. (2019), who measured it for mixup; the mixup paper reports error rates.",
             "One seed per setting; differences of a point or two are within seed noise at this scale.",
-            "20 epochs: mixup is known to need long schedules (the paper trains 200 epochs on CIFAR); early in training "
-            "its soft targets make the network under-confident.",
+            "20 epochs instead of the paper's 200: mixup regularises strongly and a short schedule may not let it pay off.",
         ],
         figures=[figure], results={"rows": rows},
     )
