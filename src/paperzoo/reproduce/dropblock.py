@@ -20,8 +20,8 @@ CLAIM = "DropBlock on convolutional feature maps improves test accuracy more tha
 
 @dataclass
 class Config:
-    depth: int = 14
-    image_size: int = 16
+    depth: int = 8
+    image_size: int = 24
     train_size: int = 2000
     test_size: int = 1000
     epochs: int = 20
@@ -29,7 +29,7 @@ class Config:
     lr: float = 0.1
     weight_decay: float = 5e-4
     drop_prob: float = 0.1  # 1 - keep_prob (the paper's best keep_prob is 0.9)
-    block_size: int = 3  # on the 8x8 and 4x4 maps of the last two stages
+    block_size: int = 5  # on the 12x12 and 6x6 maps of the last two stages (the paper: 7 on 14x14 and 7x7)
     seed: int = 0
 
 
@@ -63,15 +63,18 @@ def run(cfg: Config, out: Path) -> Report:
         setup=(f"ResNet-{cfg.depth} (CIFAR design) on {cfg.train_size} synthetic {cfg.image_size}x{cfg.image_size} scenes, "
                f"{cfg.epochs} epochs (SGD momentum 0.9, lr {cfg.lr}, cosine, weight decay {cfg.weight_decay}), same "
                f"initialisation. DropBlock (engine option dropblock.*) acts on the output of every residual block of the last "
-               f"two stages (8x8 and 4x4 maps), per channel, with drop probability {cfg.drop_prob} reached by a linear ramp "
+               f"two stages ({cfg.image_size // 2}x{cfg.image_size // 2} and {cfg.image_size // 4}x{cfg.image_size // 4} maps), "
+               f"per channel, with drop probability {cfg.drop_prob} reached by a linear ramp "
                f"over training; dropout is the same code with block_size 1."),
         columns=["regulariser", "train acc (%)", "test acc (%)", "mean test acc, last 3 epochs (%)"], rows=rows, held=held,
         verdict=verdict,
         differences=[
-            "Small feature maps (8x8, 4x4) and block size 3 instead of ResNet-50's 14x14/7x7 maps with block size 7.",
+            "Small feature maps (12x12, 6x6) and block size 5 instead of ResNet-50's 14x14/7x7 maps with block size 7. "
+            "A first run at 16x16 (ResNet-14, block size 3 on 8x8/4x4 maps) had DropBlock 8 points below no "
+            "regularisation and dropout slightly above it.",
             "DropBlock is applied to block outputs of the last two stages rather than inside the blocks and on the "
             "shortcuts; the comparison with dropout uses exactly the same placement.",
-            "2,000 training images and 20 epochs; one seed.",
+            "2,000 training images and 20 epochs (the paper: 270 epochs on ImageNet); one seed.",
         ],
         figures=[figure], results={"rows": rows},
     )
