@@ -45,11 +45,11 @@ class Cutout:
 class Config:
     depth: int = 8
     image_size: int = 24
-    scale: tuple[float, float] = (0.3, 0.6)
-    max_objects: int = 2
+    scale: tuple[float, float] = (0.35, 0.65)
+    max_objects: int = 1
     train_size: int = 2000
-    test_size: int = 1000
-    epochs: int = 15
+    test_size: int = 500
+    epochs: int = 12
     batch_size: int = 64
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -105,8 +105,8 @@ def run(cfg: Config, out: Path) -> Report:
     return Report(
         slug="cutmix", claim=CLAIM,
         setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, on {cfg.train_size} synthetic {cfg.image_size}x"
-               f"{cfg.image_size} scenes with 1-{cfg.max_objects} objects of {cfg.scale[0]}-{cfg.scale[1]} of the side (label: the "
-               f"largest object's class), {cfg.epochs} epochs (SGD momentum 0.9, lr {cfg.lr}, cosine, weight decay "
+               f"{cfg.image_size} scenes with 1-{cfg.max_objects} object(s) of {cfg.scale[0]}-{cfg.scale[1]} of the side (label: "
+               f"the largest object's class), {cfg.epochs} epochs (SGD momentum 0.9, lr {cfg.lr}, cosine, weight decay "
                f"{cfg.weight_decay}), with no mixing, mixup, Cutout (a {cfg.cutout_size}px square zeroed) or CutMix. "
                f"Localisation: on {cfg.test_size} held-out scenes, whether the maximum of the Grad-CAM map of the true class "
                "(last stage) falls on an object of that class."),
@@ -114,7 +114,9 @@ def run(cfg: Config, out: Path) -> Report:
         differences=[
             "The paper measures weakly supervised localisation with CAM boxes on CUB/ImageNet; we use Grad-CAM's pointing "
             "game on synthetic scenes with exact masks (the Grad-CAM paper's localisation metric).",
-            "A small ResNet on 2,000 24x24 images for 15 epochs; one seed.",
+            "A small ResNet on 2,000 24x24 images for 12 epochs; one seed. A first run with one or two smaller objects "
+            "per scene (scale 0.3-0.6) left every model below 27% test accuracy, too weak to localise anything, and took "
+            "over 9 minutes; this run uses one object per scene.",
         ],
         figures=[figure], results={"pointing_game": point, "centre_baseline": centre_hits},
     )
