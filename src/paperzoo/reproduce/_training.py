@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ..config import apply_overrides
-from ..data import ShapesDataset
+from ..data import DigitsDataset, ShapesDataset
 from ..models.classification.resnet import CifarResNet
 from ..train import TrainConfig, Trainer
 
@@ -22,6 +22,24 @@ def scenes(image_size: int = 16, train_size: int = 2000, test_size: int = 1000, 
     """Training and test splits of the synthetic scenes (8 shape classes)."""
     kw = dict(image_size=image_size, preset=preset, scale=scale, seed=seed, **knobs)
     return ShapesDataset("train", size=train_size, **kw), ShapesDataset("test", size=test_size, **kw)
+
+
+class Part(Subset):
+    """The first ``n`` samples of a dataset, keeping its attributes (classes, mean, std, transform, ...)."""
+
+    def __init__(self, dataset: Dataset, n: int) -> None:
+        super().__init__(dataset, range(min(n, len(dataset))))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def digits(train_size: int = 400, image_size: int = 16) -> tuple[Dataset, DigitsDataset]:
+    """A small training set of real handwritten digits (first ``train_size`` of the 1,257 training images)
+    and the 360-image test split: small enough to train to convergence in seconds, hard enough to overfit."""
+    return Part(DigitsDataset("train", image_size=image_size), train_size), DigitsDataset("test", image_size=image_size)
 
 
 def cifar_resnet(depth: int, num_classes: int, seed: int, **kwargs: Any) -> nn.Module:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._training import cifar_resnet, fit, plt, scenes
+from ._training import cifar_resnet, digits, fit, plt
 from .report import Report
 
 CLAIM = ("Wrapping SGD in Lookahead (k = 5, alpha = 0.5) makes the final accuracy less sensitive to the learning rate: "
@@ -21,11 +21,9 @@ CLAIM = ("Wrapping SGD in Lookahead (k = 5, alpha = 0.5) makes the final accurac
 @dataclass
 class Config:
     depth: int = 8
-    image_size: int = 16
-    train_size: int = 2000
-    test_size: int = 1000
-    epochs: int = 8
-    batch_size: int = 64
+    train_size: int = 400  # digits
+    epochs: int = 20
+    batch_size: int = 32
     lrs: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     k: int = 5
     alpha: float = 0.5
@@ -33,17 +31,17 @@ class Config:
     seed: int = 0
 
 
-SMOKE = dict(train_size=128, test_size=64, epochs=1, lrs=(0.1,))
-FULL = dict(depth=20, image_size=32, train_size=50000, test_size=10000, epochs=200)
+SMOKE = dict(train_size=64, epochs=1, lrs=(0.1,))
+FULL = dict(depth=20, train_size=1257, epochs=100)
 
 
 def run(cfg: Config, out: Path) -> Report:
-    train, test = scenes(cfg.image_size, cfg.train_size, cfg.test_size, seed=cfg.seed)
+    train, test = digits(cfg.train_size)
     acc: dict[str, dict[float, float]] = {"SGD": {}, "Lookahead(SGD)": {}}
     rows = []
     for lr in cfg.lrs:
         for name, overrides in (("SGD", []), ("Lookahead(SGD)", ["lookahead=true", f"lookahead.k={cfg.k}", f"lookahead.alpha={cfg.alpha}"])):
-            model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed)
+            model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed, in_chans=1)
             history, _ = fit(model, train, test, None, overrides, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr,
                              weight_decay=cfg.weight_decay, seed=cfg.seed)
             acc[name][lr] = 100 * history[-1]["val_acc"]
@@ -58,13 +56,16 @@ def run(cfg: Config, out: Path) -> Report:
     figure = _plot(acc, out)
     return Report(
         slug="lookahead", claim=CLAIM,
-        setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, on {cfg.train_size} synthetic {cfg.image_size}x"
-               f"{cfg.image_size} scenes for {cfg.epochs} epochs (momentum 0.9, cosine decay, weight decay {cfg.weight_decay}, "
+        setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, on the first {cfg.train_size} of the 1,257 training "
+               f"digits (real handwritten 8x8 digits upsampled to 16x16) for {cfg.epochs} epochs (momentum 0.9, cosine decay, "
+               f"weight decay {cfg.weight_decay}, "
                f"batch {cfg.batch_size}, no warmup) at each learning rate, with SGD alone or wrapped in Lookahead "
-               f"(k = {cfg.k}, alpha = {cfg.alpha}). Test accuracy on {cfg.test_size} held-out scenes."),
+               f"(k = {cfg.k}, alpha = {cfg.alpha}). Test accuracy on the 361 test digits."),
         columns=["optimizer", "lr", "test acc (%)", "final train loss"], rows=rows, held=held, verdict=verdict,
         differences=[
-            "A small ResNet and 8 epochs on synthetic scenes instead of ResNet-18 on CIFAR for 200 epochs.",
+            "A small ResNet on 400 real digits for 20 epochs instead of ResNet-18 on CIFAR for 200 epochs. A first run on "
+            "synthetic scenes (8 epochs) left every model at 16-40% accuracy, too far from convergence to compare; the "
+            "digits train to convergence in seconds.",
             "Only the learning rate is varied (the paper also varies momentum); one seed per point.",
         ],
         figures=[figure], results={"accuracy": {n: {str(k): v for k, v in a.items()} for n, a in acc.items()}},

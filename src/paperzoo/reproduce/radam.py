@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._training import cifar_resnet, fit, plt, scenes
+from ._training import cifar_resnet, digits, fit, plt
 from .report import Report
 
 CLAIM = ("Without warmup, RAdam is robust to the learning rate where Adam degrades, and it performs like Adam with "
@@ -24,27 +24,25 @@ VARIANTS = {"Adam, no warmup": ("adam", 0.0), "Adam + warmup": ("adam", 1.0), "R
 @dataclass
 class Config:
     depth: int = 8
-    image_size: int = 16
-    train_size: int = 2000
-    test_size: int = 1000
-    epochs: int = 6
-    batch_size: int = 64
+    train_size: int = 400  # digits
+    epochs: int = 20
+    batch_size: int = 32
     lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2)
     weight_decay: float = 0.0  # none: Adam's L2 and RAdam's decoupled decay would differ
     seed: int = 0
 
 
-SMOKE = dict(train_size=128, test_size=64, epochs=1, lrs=(1e-3,))
-FULL = dict(depth=20, image_size=32, train_size=50000, test_size=10000, epochs=200)
+SMOKE = dict(train_size=64, epochs=1, lrs=(1e-3,))
+FULL = dict(depth=20, train_size=1257, epochs=100)
 
 
 def run(cfg: Config, out: Path) -> Report:
-    train, test = scenes(cfg.image_size, cfg.train_size, cfg.test_size, seed=cfg.seed)
+    train, test = digits(cfg.train_size)
     acc: dict[str, dict[float, float]] = {name: {} for name in VARIANTS}
     rows = []
     for lr in cfg.lrs:
         for name, (opt, warmup) in VARIANTS.items():
-            model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed)
+            model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed, in_chans=1)
             history, _ = fit(model, train, test, None, optimizer=opt, lr=lr, warmup_epochs=warmup, epochs=cfg.epochs,
                              batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=cfg.seed)
             acc[name][lr] = 100 * history[-1]["val_acc"]
@@ -58,15 +56,16 @@ def run(cfg: Config, out: Path) -> Report:
     figure = _plot(acc, out)
     return Report(
         slug="radam", claim=CLAIM,
-        setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, {cfg.train_size} synthetic {cfg.image_size}x"
-               f"{cfg.image_size} scenes, {cfg.epochs} epochs, batch {cfg.batch_size}, cosine decay, weight decay "
+        setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, the first {cfg.train_size} of the 1,257 training "
+               f"digits (real 8x8 digits upsampled to 16x16), {cfg.epochs} epochs, batch {cfg.batch_size}, cosine decay, weight decay "
                f"{cfg.weight_decay}, at each learning rate: "
                f"Adam, Adam with a 1-epoch linear warmup, and RAdam (torch.optim.RAdam, checked step for step against "
                f"the paper's Algorithm 2 in the tests) without warmup."),
         columns=["optimizer", "lr", "test acc (%)", "first-epoch train loss"], rows=rows, held=held, verdict=verdict,
         differences=[
-            "A small ResNet on synthetic scenes for a few epochs instead of ResNet-20 on CIFAR-10 / ResNet-18 on ImageNet.",
-            "Warmup of one epoch (~31 steps) for the Adam + warmup baseline; one seed per point.",
+            "A small ResNet on 400 real digits for 20 epochs instead of ResNet-20 on CIFAR-10 / ResNet-18 on ImageNet. A "
+            "first run on synthetic scenes (6 epochs) left every model below 47% accuracy, too far from convergence.",
+            "Warmup of one epoch (13 steps) for the Adam + warmup baseline; one seed per point.",
         ],
         figures=[figure], results={"accuracy": {n: {str(k): v for k, v in a.items()} for n, a in acc.items()}},
     )

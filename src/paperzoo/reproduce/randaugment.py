@@ -3,7 +3,7 @@
 Cubuk et al. (2019) replace a searched augmentation policy by two integers: apply N operations, chosen
 uniformly from 14, each at the global magnitude M. Accuracy depends smoothly on (N, M), so a small grid
 search on the target task suffices (their Fig. 2-3), and the best setting beats the baseline
-augmentation. We train the same small ResNet on a small set of synthetic scenes with no augmentation and
+augmentation. We train the same small ResNet on 400 real handwritten digits with no augmentation and
 with RandAugment (``randaugment.n``, ``randaugment.m``, applied per sample with the Trainer's seeded
 randomness) over a grid of N and M.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._training import cifar_resnet, fit, plt, scenes
+from ._training import cifar_resnet, digits, fit, plt
 from .report import Report
 
 CLAIM = ("A grid over RandAugment's two parameters (N operations at magnitude M) finds settings that beat training "
@@ -22,11 +22,9 @@ CLAIM = ("A grid over RandAugment's two parameters (N operations at magnitude M)
 @dataclass
 class Config:
     depth: int = 8
-    image_size: int = 16
-    train_size: int = 1000
-    test_size: int = 1000
-    epochs: int = 16
-    batch_size: int = 64
+    train_size: int = 400  # digits
+    epochs: int = 20
+    batch_size: int = 32
     lr: float = 0.1
     weight_decay: float = 5e-4
     ns: tuple[int, ...] = (1, 2)
@@ -34,22 +32,22 @@ class Config:
     seed: int = 0
 
 
-SMOKE = dict(train_size=128, test_size=64, epochs=1, ns=(1,), ms=(9.0,))
-FULL = dict(depth=20, image_size=32, train_size=50000, test_size=10000, epochs=200, ns=(1, 2, 3), ms=(5.0, 10.0, 15.0, 20.0))
+SMOKE = dict(train_size=64, epochs=1, ns=(1,), ms=(9.0,))
+FULL = dict(depth=20, train_size=1257, epochs=100, ns=(1, 2, 3), ms=(5.0, 10.0, 15.0, 20.0))
 
 
 def run(cfg: Config, out: Path) -> Report:
-    train, test = scenes(cfg.image_size, cfg.train_size, cfg.test_size, seed=cfg.seed)
+    train, test = digits(cfg.train_size)
     common = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
                   warmup_epochs=1)
-    model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed)
+    model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed, in_chans=1)
     history, _ = fit(model, train, test, None, **common)
     baseline = 100 * history[-1]["val_acc"]
     rows = [{"N": 0, "M": "-", "test acc (%)": baseline, "final train loss": history[-1]["train_loss"]}]
     grid: dict[tuple[int, float], float] = {}
     for n in cfg.ns:
         for m in cfg.ms:
-            model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed)
+            model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed, in_chans=1)
             history, _ = fit(model, train, test, None, [f"randaugment.n={n}", f"randaugment.m={m}"], **common)
             grid[(n, m)] = 100 * history[-1]["val_acc"]
             rows.append({"N": n, "M": m, "test acc (%)": grid[(n, m)], "final train loss": history[-1]["train_loss"]})
@@ -61,17 +59,17 @@ def run(cfg: Config, out: Path) -> Report:
     figure = _heatmap(grid, baseline, cfg, out)
     return Report(
         slug="randaugment", claim=CLAIM,
-        setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, trained on {cfg.train_size} synthetic "
-               f"{cfg.image_size}x{cfg.image_size} scenes for {cfg.epochs} epochs (SGD momentum 0.9, lr {cfg.lr}, cosine, "
+        setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, trained on the first {cfg.train_size} of the 1,257 "
+               f"training digits (real 8x8 digits upsampled to 16x16) for {cfg.epochs} epochs (SGD momentum 0.9, lr {cfg.lr}, cosine, "
                f"weight decay {cfg.weight_decay}) without augmentation and with RandAugment for N in {list(cfg.ns)} and M in "
-               f"{list(cfg.ms)} (the paper's 14 operations; M = 10 is AutoAugment's maximum range). Test accuracy on "
-               f"{cfg.test_size} held-out scenes."),
+               f"{list(cfg.ms)} (the paper's 14 operations; M = 10 is AutoAugment's maximum range; colour operations do nothing "
+               "to grey digits). Test accuracy on the 361 test digits."),
         columns=["N", "M", "test acc (%)", "final train loss"], rows=rows, held=held, verdict=verdict,
         differences=[
-            "A small ResNet on 1,000 synthetic 16x16 images instead of Wide-ResNet/EfficientNet on CIFAR/ImageNet; a 2 x 3 "
-            "grid instead of the paper's wider sweep; one seed per point.",
-            "The baseline has no augmentation at all (the paper's baseline has flips and crops); scenes are already "
-            "randomly placed and rotated, which limits what geometric operations can add.",
+            "A small ResNet on 400 real digits instead of Wide-ResNet/EfficientNet on CIFAR/ImageNet; a 2 x 3 grid instead "
+            "of the paper's wider sweep; one seed per point. A first run on 1,000 synthetic scenes (16 epochs) left the "
+            "baseline at 31% accuracy (best grid point N=1, M=3: 37%), too far from convergence to read the grid.",
+            "The baseline has no augmentation at all (the paper's baseline has flips and crops).",
         ],
         figures=[figure], results={"baseline": baseline, "grid": {f"N={k[0]},M={k[1]:g}": v for k, v in grid.items()}},
     )
