@@ -17,7 +17,7 @@ from paperzoo.train.tricks import apply_bag_of_tricks, zero_gamma_init
 EVERYTHING = ["optimizer=adamw", "lr=0.01", "weight_decay=0.05", "lookahead=true", "lookahead.k=3", "sam.rho=0.05",
               "mixup.alpha=0.2", "cutmix.alpha=1.0", "dropblock.drop_prob=0.2", "dropblock.block_size=3",
               "randaugment.n=2", "randaugment.m=9", "schedule=sgdr", "sgdr.t0=0.5", "warmup_epochs=0.25",
-              "label_smoothing=0.1", "swa.start=1", "swa.lr=0.005", "zero_gamma=true"]
+              "label_smoothing=0.1", "swa.start=1", "swa.lr=0.005", "zero_gamma=true", "weight_decay_norm=0.05"]
 
 
 def _cfg(*overrides: str, **kw) -> TrainConfig:
