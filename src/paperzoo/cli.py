@@ -133,7 +133,10 @@ def _module_file(entry_point: str) -> Path | None:
     import importlib
     import importlib.util
 
-    spec = importlib.util.find_spec(entry_point) if importlib.util.find_spec(entry_point.rpartition(".")[0]) else None
+    try:
+        spec = importlib.util.find_spec(entry_point) if importlib.util.find_spec(entry_point.rpartition(".")[0]) else None
+    except ModuleNotFoundError:  # an attribute of a module (paperzoo.train.swa.SWA), not a submodule
+        spec = None
     if spec is None:
         obj = getattr(importlib.import_module(entry_point.rpartition(".")[0]), entry_point.rpartition(".")[2])
         mod = importlib.import_module(getattr(obj, "__module__", entry_point.rpartition(".")[0]))
@@ -300,6 +303,27 @@ def bench(names: tuple[str, ...], vs: str | None, batch_size: int, image_size: i
     if json_out is not None:
         json_out.write_text(json.dumps(to_json(results), indent=1))
         console.print(f"wrote {json_out}")
+
+
+@app.command()
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--weights", type=click.Path(path_type=Path), required=True, help="Weights (.safetensors or torch checkpoint).")
+@click.option("--image", type=click.Path(path_type=Path), required=True, help="The image to explain.")
+@click.option("--layer", default=None, help="Module name to explain (default: the last feature stage).")
+@click.option("--class", "class_index", type=int, default=None, help="Class index to explain (default: the predicted one).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("cam.png"), show_default=True, help="Output PNG.")
+@click.option("--source", default="paperzoo", show_default=True, help="Whose key names the weights use (timm, torchvision, ...).")
+@click.option("--num-classes", type=int, default=None, help="Classifier size (default: inferred from the weights).")
+@click.option("--in-chans", type=int, default=None, help="Input channels (default: inferred from the weights).")
+@click.option("--image-size", type=int, default=None, help="Input size (default: the training data's or the model's).")
+def cam(model: str, weights: Path, image: Path, layer: str | None, class_index: int | None, out: Path, source: str,
+        num_classes: int | None, in_chans: int | None, image_size: int | None) -> None:
+    """Grad-CAM and Guided Grad-CAM of IMAGE: a heatmap of where the model looks, overlaid on the image."""
+    from .run import explain_image
+
+    result = explain_image(model, weights, image, out, layer=layer, class_index=class_index, source=source,
+                           num_classes=num_classes, in_chans=in_chans, image_size=image_size)
+    console.print(f"{result['name']} (p = {result['probability']:.3f}); wrote {result['out']}")
 
 
 # ------------------------------------------------------------------------------------------- entry point

@@ -114,6 +114,9 @@ def set_key(cfg: Any, key: str, value: Any, prefix: str = "") -> None:
             for k, v in value.items():
                 set_key(current, str(k), v, full + ".")
             return
+        if "enabled" in _fields(current):  # a switchable group: `lookahead=true` sets lookahead.enabled
+            set_key(current, "enabled", value, full + ".")
+            return
         raise ConfigError(f"config key '{full}' is a group; set one of its keys, e.g. {full}.{next(iter(_fields(current)))}=...")
     if rest:
         if isinstance(current, dict):

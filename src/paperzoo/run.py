@@ -109,3 +109,88 @@ def _preview_grid(ds: Any, path: Path, n: int = 16) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------- cam
+def _weights_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    import json
+
+    from .weights import read_checkpoint
+
+    state = read_checkpoint(path)
+    meta: dict[str, Any] = {}
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            raw = f.metadata() or {}
+        for key in ("mean", "std", "classes", "image_size"):
+            if key in raw:
+                meta[key] = json.loads(raw[key])
+    return state, meta
+
+
+def _shape_arguments(name: str, state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """num_classes / in_chans that make ``name``'s tensors match a paperzoo state dict (classifier rows,
+    input channels of the first conv)."""
+    own = create_model(name).state_dict()
+    kwargs: dict[str, int] = {}
+    for key, value in state.items():
+        mine = own.get(key)
+        if mine is None or mine.shape == value.shape:
+            continue
+        if value.ndim == 4 and mine.shape[0] == value.shape[0] and "in_chans" not in kwargs:
+            kwargs["in_chans"] = value.shape[1]
+        elif value.ndim in (1, 2) and mine.shape[1:] == value.shape[1:]:
+            kwargs["num_classes"] = value.shape[0]
+    return kwargs
+
+
+def load_image(path: Path, size: int, in_chans: int, mean: Any, std: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image file as (normalised 1xCxHxW input, CxHxW picture in [0, 1]) at ``size`` x ``size``."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2 import functional as TF
+
+    try:
+        with Image.open(path) as img:
+            picture = TF.pil_to_tensor(img.convert("L" if in_chans == 1 else "RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise PaperzooError(f"cannot read image {path}: {e}".splitlines()[0]) from None
+    picture = TF.resize(picture, [size, size], antialias=True).float().div(255)
+    m, s = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    return ((picture - m) / s)[None], picture
+
+
+def explain_image(model: str, weights: Path, image: Path, out: Path, layer: str | None = None, class_index: int | None = None,
+                  source: str = "paperzoo", num_classes: int | None = None, in_chans: int | None = None,
+                  image_size: int | None = None) -> dict[str, Any]:
+    """``paperzoo cam``: Grad-CAM and Guided Grad-CAM of one image, written as a PNG figure."""
+    from .explain import GradCAM, GuidedGradCAM, save_explanation
+
+    for f in (weights, image):
+        if not Path(f).exists():
+            raise PaperzooError(f"file not found: {f}")
+    meta = model_meta(model)
+    state, saved = _weights_and_metadata(Path(weights))
+    kwargs = _shape_arguments(model, state) if source == "paperzoo" else {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    net = create_model(model, **kwargs)
+    load_weights(net, state, source=source)
+    net.eval()
+    chans = kwargs.get("in_chans", meta.input_size[0])
+    saved_size = saved.get("image_size")
+    size = image_size or (saved_size[-1] if isinstance(saved_size, list) else saved_size) or meta.input_size[-1]
+    x, picture = load_image(Path(image), size, chans, saved.get("mean", meta.mean), saved.get("std", meta.std))
+    cam = GradCAM(net, layer)
+    maps, logits = cam.compute(x, class_index)
+    target = int(logits.argmax(1)) if class_index is None else class_index
+    heat = cam(x, target)[0]
+    guided = GuidedGradCAM(net, layer)(x, target)[0]
+    classes = saved.get("classes")
+    name = classes[target] if classes and target < len(classes) else f"class {target}"
+    prob = float(torch.softmax(logits, 1)[0, target])
+    save_explanation(out, picture, heat, guided, f"{model}: {name} (p = {prob:.2f})")
+    return {"class": target, "name": name, "probability": prob, "predicted": int(logits.argmax(1)), "out": str(out)}

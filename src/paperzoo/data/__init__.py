@@ -7,6 +7,8 @@ from .datasets import (
     collate,
     get_dataset,
 )
+from .mixing import CutMix, MixUp, MixUpOrCutMix
+from .randaugment import RandAugment
 from .shapes import CLASSES as SHAPE_CLASSES
 from .shapes import PRESETS, Scene, SceneConfig, make_config, render_scene
 
@@ -23,4 +25,8 @@ __all__ = [
     "get_dataset",
     "make_config",
     "render_scene",
+    "CutMix",
+    "MixUp",
+    "MixUpOrCutMix",
+    "RandAugment",
 ]

@@ -10,6 +10,8 @@ from .selective_kernel import SelectiveKernel
 from .std_conv import StdConv2d
 from .transformer import (Attention, Mlp, PatchEmbed, TransformerBlock, resample_abs_pos_embed, resize_rel_pos_bias_table,
                           trunc_normal_init)
+from .dropblock import DropBlock2d, add_drop_block, drop_block_2d, drop_blocks_of, dropblock_gamma
+from .groupnorm import group_norm_reference
 
 __all__ = [
     "Attention",
@@ -36,4 +38,10 @@ __all__ = [
     "StdConv2d",
     "get_aa_layer",
     "trunc_normal_init",
+    "DropBlock2d",
+    "add_drop_block",
+    "drop_block_2d",
+    "drop_blocks_of",
+    "dropblock_gamma",
+    "group_norm_reference",
 ]

@@ -13,10 +13,16 @@ What it guarantees:
   batch, and only rank 0 logs and writes.
 * **Faults.** A non-finite loss stops the run naming the step (or skips the step with
   ``on_nan=skip``); Ctrl-C saves a checkpoint and stops cleanly.
+* **Training techniques** (section C of the papers) are config keys that compose: the optimizer
+  (``optimizer=``, ``lookahead=true``, ``sam.rho=``), schedules (``schedule=sgdr``, ``swa.start=``),
+  regularisers (``mixup.alpha``, ``cutmix.alpha``, ``randaugment.n``, ``dropblock.drop_prob``,
+  ``label_smoothing``, ``drop_path_rate``) and ``bag_of_tricks=true``. Their state (Lookahead's slow
+  weights, the SWA average, mixing randomness) is checkpointed with the rest.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -35,12 +41,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import dump_yaml
+from ..data.mixing import MixUpOrCutMix
+from ..data.randaugment import randaugment_for
 from ..errors import ConfigError, PaperzooError, unknown
+from ..layers.dropblock import add_drop_block, drop_blocks_of
+from ..optim import SAM, normalized_weight_decay
 from .checkpoint import clean_temporaries, list_checkpoints, load_latest, save_checkpoint, save_weights
 from .config import TrainConfig
 from .optimizers import build_optimizer
-from .schedules import build_scheduler
+from .schedules import build_scheduler, sgdr_cycle
+from .swa import SWA
 from .tasks import ClassificationTask
+from .tricks import apply_bag_of_tricks, zero_gamma_init
 
 
 class NonFiniteLossError(PaperzooError):
@@ -53,6 +65,28 @@ class TrainingInterrupted(PaperzooError):
     """Ctrl-C (SIGINT) during training; a checkpoint was saved."""
 
     exit_code = 130
+
+
+class _NonFinite(Exception):
+    """Raised inside a step when the loss is not finite (the step is then stopped or skipped)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
+@contextlib.contextmanager
+def _frozen_norm_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm running statistics stay as they are (SAM's second pass sees the same batch again)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
 
 # --------------------------------------------------------------------------------------- distributed
@@ -96,20 +130,24 @@ class _SeededSamples(Dataset):
     """Wraps a dataset so that sample ``(epoch, i)`` draws its augmentation randomness from a seed fixed
     by (seed, epoch, i): identical whichever worker loads it and whether or not the run was resumed."""
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
+    def __init__(self, dataset: Dataset, seed: int, augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.dataset = dataset
         self.seed = seed
+        self.augment = augment  # an extra per-image transform (RandAugment), seeded the same way
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
-        if getattr(self.dataset, "transform", None) is None:
+        if getattr(self.dataset, "transform", None) is None and self.augment is None:
             return self.dataset[index]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
-            return self.dataset[index]
+            sample = self.dataset[index]
+            if self.augment is not None:
+                sample = (self.augment(sample[0]), *sample[1:])
+            return sample
 
 
 class _EpochBatches(Sampler):
@@ -264,10 +302,10 @@ class Trainer:
 
     ``task`` supplies loss and metrics (default: classification). ``optimizer`` and ``scheduler`` may be
     given; otherwise they are built from the config. ``batch_transform(images, targets, generator)``
-    acts on each batch (mixup, cutmix) with the trainer's checkpointed generator. ``callbacks`` are
-    called as ``cb(trainer, row)`` at each epoch end and may add numbers to the epoch's row. ``out`` (or
-    ``config.out``) is the run directory; without one nothing is written. ``fit()`` returns the list of
-    per-epoch metric rows.
+    acts on each batch with the trainer's checkpointed generator (default: mixup/CutMix as configured).
+    ``callbacks`` are called as ``cb(trainer, row)`` at each epoch end and may add numbers to the epoch's
+    row. ``out`` (or ``config.out``) is the run directory; without one nothing is written. ``fit()``
+    returns the list of per-epoch metric rows.
     """
 
     def __init__(
@@ -284,7 +322,10 @@ class Trainer:
         batch_transform: Callable[[torch.Tensor, Any, torch.Generator], tuple[torch.Tensor, Any]] | None = None,
         callbacks: list[Callable[[Trainer, dict[str, Any]], None]] = (),
     ) -> None:
-        self.cfg = cfg = config or TrainConfig()
+        cfg = config or TrainConfig()
+        if cfg.bag_of_tricks:
+            cfg = apply_bag_of_tricks(copy.deepcopy(cfg))
+        self.cfg = cfg
         if cfg.amp not in ("none", "bf16", "fp16"):
             raise unknown("amp mode", cfg.amp, ("none", "bf16", "fp16"))
         if cfg.on_nan not in ("stop", "skip"):
@@ -307,16 +348,27 @@ class Trainer:
         self.out = Path(out or cfg.out) if (out or cfg.out) else None
         self.train_data, self.val_data = train_data, val_data
         self.task = task or ClassificationTask(cfg.label_smoothing)
-        self.batch_transform = batch_transform
+        self.batch_transform = batch_transform or self._mixing(model, train_data)
+        self.augment = randaugment_for(train_data, cfg.randaugment.n, cfg.randaugment.m) if cfg.randaugment.n > 0 else None
         self.callbacks = list(callbacks)
         self.generator = torch.Generator().manual_seed(cfg.seed * 31 + 17 + self.info.rank)  # batch-level randomness
 
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        if cfg.zero_gamma:
+            zero_gamma_init(model)
+        self.drop_blocks = drop_blocks_of(model)  # scheduled by the Trainer (keep_prob ramp)
+        if cfg.dropblock.drop_prob > 0 and not self.drop_blocks:
+            self.drop_blocks = add_drop_block(model, cfg.dropblock.drop_prob, cfg.dropblock.block_size, cfg.dropblock.stages)
         self.model = model.to(self.device, memory_format=self.memory_format)
-        self.optimizer = optimizer or build_optimizer(cfg, self.model)
+        self.optimizer = optimizer or build_optimizer(cfg, self.model, len(train_data))
+        self.sam = isinstance(self.optimizer, SAM)
+        if self.sam and cfg.amp == "fp16":
+            raise ConfigError("SAM with amp=fp16 is not supported (its first step needs unscaled gradients); use amp=bf16")
         self.steps_per_epoch = len(train_data) // cfg.batch_size
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.scheduler = scheduler if scheduler is not None else build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
+        self.swa = SWA(self.model, cfg.swa, self.steps_per_epoch) if cfg.swa.start is not None else None
+        self._decayed = [g for g in self.optimizer.param_groups if g["weight_decay"] > 0]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self.ema = None
         if cfg.ema_decay > 0:
@@ -338,6 +390,16 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.quiet = quiet
         self._log: _Log | None = None
+
+    def _mixing(self, model: nn.Module, train_data: Dataset) -> Callable | None:
+        """mixup and/or CutMix from the config, for the dataset's (or model's) number of classes."""
+        cfg = self.cfg
+        if cfg.mixup.alpha <= 0 and cfg.cutmix.alpha <= 0:
+            return None
+        num_classes = getattr(train_data, "num_classes", None) or getattr(model, "num_classes", None)
+        if not num_classes:
+            raise ConfigError("mixup/cutmix need the number of classes (a dataset or model with num_classes)")
+        return MixUpOrCutMix(cfg.mixup.alpha, cfg.cutmix.alpha, num_classes, cfg.cutmix.switch_prob)
 
     # ------------------------------------------------------------------ state
     @staticmethod
@@ -361,10 +423,14 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.swa is not None:
+            state["swa"] = self.swa.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if self.swa is not None and "swa" in state:  # before the optimizer: it may recreate the SWA scheduler
+            self.swa.load_state_dict(state["swa"], self.optimizer)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -423,7 +489,7 @@ class Trainer:
         # A generator of its own: creating the iterator must not draw from the global RNG, whose state
         # (dropout, drop-path) is checkpointed mid-epoch.
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        return DataLoader(_SeededSamples(dataset, self.cfg.seed), batch_sampler=sampler, collate_fn=_collate,
+        return DataLoader(_SeededSamples(dataset, self.cfg.seed, self.augment), batch_sampler=sampler, collate_fn=_collate,
                           num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
                           persistent_workers=False, generator=generator)
 
@@ -439,12 +505,9 @@ class Trainer:
             dist.all_reduce(bad)
         return bool(bad.item() > 0)
 
-    def train_step(self, images: torch.Tensor, targets: Any) -> dict[str, float] | None:
-        """One optimizer step over a (per-process) batch, in ``grad_accum`` micro-batches.
-        Returns the step's logs, or None when a non-finite loss made it skip."""
-        cfg = self.cfg
-        self.net.train()
-        parts = cfg.grad_accum
+    def _forward_backward(self, images: torch.Tensor, targets: Any) -> tuple[float, dict[str, float]]:
+        """Loss and gradients over ``grad_accum`` micro-batches (raises _NonFinite on a bad loss)."""
+        parts = self.cfg.grad_accum
         logs: dict[str, float] = {}
         total = 0.0
         for i, (x, y) in enumerate(zip(_split(images, parts), _split(targets, parts))):
@@ -455,23 +518,67 @@ class Trainer:
                 with self._autocast():
                     loss, extra = self.task.loss(self.net, x, y)
                 if self._nonfinite(loss):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    return self._on_nonfinite(float(loss.detach()))
+                    raise _NonFinite(float(loss.detach()))
                 self.scaler.scale(loss / parts).backward()
             total += float(loss.detach()) / parts
             for k, v in extra.items():
                 logs[k] = logs.get(k, 0.0) + float(v) / parts
-        if cfg.clip_grad > 0:
+        return total, logs
+
+    def _clip(self, logs: dict[str, float]) -> None:
+        if self.cfg.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
-            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad))
+
+    def _sam_second_pass(self, images: torch.Tensor, targets: Any, logs: dict[str, float]) -> float:
+        """SAM's closure: the gradient at the perturbed weights, with BatchNorm statistics left alone."""
+        with _frozen_norm_statistics(self.model):
+            loss, _ = self._forward_backward(images, targets)
+        self._clip(logs)
+        logs["sam_loss"] = loss
+        return loss
+
+    def train_step(self, images: torch.Tensor, targets: Any) -> dict[str, float] | None:
+        """One optimizer step over a (per-process) batch, in ``grad_accum`` micro-batches (two passes with
+        SAM). Returns the step's logs, or None when a non-finite loss made it skip."""
+        self.net.train()
+        try:
+            total, logs = self._forward_backward(images, targets)
+            if self.sam:
+                self.optimizer.step(lambda: self._sam_second_pass(images, targets, logs))
+            else:
+                self._clip(logs)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+        except _NonFinite as bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._on_nonfinite(bad.value)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        if self.swa is not None and self.swa.takes_over_schedule(self.step + 1):
+            self.swa.step_schedule(self.optimizer)
+        else:
+            self.scheduler.step()
+        if self.cfg.weight_decay_norm > 0 and self.cfg.schedule == "sgdr":
+            self._restart_weight_decay(self.step + 1)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         logs["loss"] = total
         return logs
+
+    def _restart_weight_decay(self, step: int) -> None:
+        """AdamWR: the normalised weight decay follows the length T_i of the current SGDR cycle."""
+        cfg = self.cfg
+        _, t_i = sgdr_cycle(step / self.steps_per_epoch, cfg.sgdr.t0, cfg.sgdr.t_mult)
+        decay = normalized_weight_decay(cfg.weight_decay_norm, cfg.batch_size, len(self.train_data), t_i)
+        for group in self._decayed:
+            group["weight_decay"] = decay
+
+    def _set_drop_block_ramp(self) -> None:
+        """DropBlock's schedule: keep_prob falls linearly from 1 to its target over ``dropblock.ramp`` of training."""
+        span = self.cfg.dropblock.ramp * self.total_steps
+        ramp = min(1.0, self.step / span) if span > 0 else 1.0
+        for block in self.drop_blocks:
+            block.ramp = ramp
 
     def _on_nonfinite(self, value: float) -> None:
         where = f"step {self.step + 1} (epoch {self.epoch + 1})"
@@ -519,10 +626,30 @@ class Trainer:
             raise
         log.close()
         if self.out is not None and is_main:
-            save_weights(self.model.state_dict(), self.out / "model.safetensors", {"model": cfg.model, "step": str(self.step)})
+            save_weights(self.model.state_dict(), self.out / "model.safetensors", self._weights_metadata())
             if self.ema is not None:
                 save_weights(self.ema.module.state_dict(), self.out / "model_ema.safetensors")
+            if self.swa is not None and self.swa.n_averaged > 0:
+                save_weights(self.swa.module.state_dict(), self.out / "model_swa.safetensors")
         return self.history
+
+    def _weights_metadata(self) -> dict[str, str]:
+        """What ``paperzoo cam`` and ``eval`` need to use the weights: model, input normalisation, classes."""
+        meta = {"model": self.cfg.model, "step": str(self.step)}
+        for key in ("mean", "std", "classes", "image_size"):
+            value = getattr(self.train_data, key, None)
+            if value is not None:
+                meta[key] = json.dumps(list(value) if isinstance(value, (list, tuple)) else value)
+        return meta
+
+    def _swa_epoch_end(self) -> bool:
+        """Average the weights if this epoch ends an SWA cycle; at the last epoch, recompute the average's
+        BatchNorm statistics. True when the average is ready to evaluate."""
+        self.swa.on_epoch_end(self.epoch, self.model)
+        if self.epoch < self.cfg.epochs or self.swa.n_averaged == 0:
+            return False
+        self.swa.update_bn(self._loader(self.train_data, self.cfg.epochs, 0, False, self.cfg.batch_size), self.device)
+        return True
 
     def _fit_loop(self, log: _Log) -> None:
         cfg = self.cfg
@@ -538,6 +665,8 @@ class Trainer:
                 targets = _to(targets, self.device)
                 if self.batch_transform is not None:
                     images, targets = self.batch_transform(images, targets, self.generator)
+                if self.drop_blocks:
+                    self._set_drop_block_ramp()
                 logs = self.train_step(images, targets)
                 self.step += 1
                 self.batch_in_epoch += 1
@@ -567,10 +696,13 @@ class Trainer:
             self.batch_in_epoch = 0
             row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step,
                                    "train_loss": epoch_loss / max(epoch_n, 1), "time": time.perf_counter() - t0}
+            swa_ready = self.swa is not None and self._swa_epoch_end()
             if self.val_data is not None and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
                 row.update({f"val_{k}": v for k, v in self.evaluate().items()})
                 if self.ema is not None:
                     row.update({f"ema_val_{k}": v for k, v in self.evaluate(model=self.ema.module).items()})
+                if swa_ready:
+                    row.update({f"swa_val_{k}": v for k, v in self.evaluate(model=self.swa.module).items()})
             for callback in self.callbacks:
                 callback(self, row)
             self.history.append(row)

@@ -1,0 +1,80 @@
+"""AdamW (Loshchilov & Hutter): PyTorch's AdamW is the paper's Algorithm 2, step for step."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from paperzoo.optim import adamw_reference, normalized_weight_decay
+
+
+def problem(seed: int = 0) -> tuple[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """A small float64 MLP and fixed mini-batches (the gradients differ from step to step)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    batches = [(torch.randn(16, 6, generator=g, dtype=torch.float64), torch.randn(16, 3, generator=g, dtype=torch.float64))
+               for _ in range(40)]
+    return model, batches
+
+
+def grads_at(model: torch.nn.Module, params: list[torch.Tensor], batch: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+    """Gradients of the MSE loss at ``params`` (loaded into ``model``)."""
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), params):
+            p.copy_(q)
+    model.zero_grad()
+    torch.nn.functional.mse_loss(model(batch[0]), batch[1]).backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.paper("adamw")
+@pytest.mark.parametrize("lr,wd,schedule", [(1e-3, 1e-2, False), (3e-3, 0.1, True), (1e-2, 0.0, True)])
+def test_torch_adamw_is_algorithm_2(lr: float, wd: float, schedule: bool) -> None:
+    """40 steps of torch.optim.AdamW (lr = alpha * eta_t, weight_decay w) equal Algorithm 2 with the paper's
+    lambda = alpha * w and the same schedule multiplier eta_t."""
+    model, batches = problem()
+    theirs = [p.detach().clone() for p in model.parameters()]
+    ours = [p.clone() for p in theirs]
+    leaves = [torch.nn.Parameter(p) for p in theirs]
+    opt = torch.optim.AdamW(leaves, lr=lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd)
+    eta = (lambda t: 0.5 * (1 + math.cos(math.pi * t / 40))) if schedule else (lambda t: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, eta)
+    state: dict = {}
+    worst = 0.0
+    for t, batch in enumerate(batches):
+        g = grads_at(model, [p.detach() for p in leaves], batch)
+        for p, gi in zip(leaves, g):
+            p.grad = gi
+        opt.step()
+        sched.step()
+        adamw_reference(ours, g, state, alpha=lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=lr * wd, eta=eta(t))
+        worst = max(worst, max(float((a - b.detach()).abs().max() / b.detach().abs().max()) for a, b in zip(ours, leaves)))
+    assert worst < 1e-12, worst
+
+
+@pytest.mark.paper("adamw")
+def test_decoupled_decay_differs_from_l2_in_adam() -> None:
+    """The paper's point: Adam with an L2 term (torch Adam's weight_decay) is not AdamW."""
+    model, batches = problem()
+    a = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+    l2, decoupled = torch.optim.Adam(a, lr=1e-2, weight_decay=0.1), torch.optim.AdamW(b, lr=1e-2, weight_decay=0.1)
+    for batch in batches[:10]:
+        for params, opt in ((a, l2), (b, decoupled)):
+            for p, g in zip(params, grads_at(model, [p.detach() for p in params], batch)):
+                p.grad = g
+            opt.step()
+    assert max(float((x - y).detach().abs().max()) for x, y in zip(a, b)) > 1e-4
+
+
+@pytest.mark.paper("adamw")
+def test_normalized_weight_decay() -> None:
+    """Appendix B.1: lambda = lambda_norm * sqrt(b / (B T)); e.g. b = 128, B = 50,000, T = 100 epochs."""
+    assert normalized_weight_decay(0.05, 128, 50_000, 100) == pytest.approx(0.05 * math.sqrt(128 / 5_000_000))
+    # doubling the run length divides the decay by sqrt(2); doubling the batch multiplies it by sqrt(2)
+    base = normalized_weight_decay(0.05, 128, 50_000, 100)
+    assert normalized_weight_decay(0.05, 128, 50_000, 200) == pytest.approx(base / math.sqrt(2))
+    assert normalized_weight_decay(0.05, 256, 50_000, 100) == pytest.approx(base * math.sqrt(2))

@@ -1,0 +1,84 @@
+"""Stable weight decay (Xie et al.): SGDS and AdamS checked against a hand computation of the paper's
+Algorithms 1 and 2, over two parameter groups (the decay of AdamS uses v_hat over every parameter)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from paperzoo.optim import SGDS, AdamS
+
+from test_adamw import grads_at, problem
+
+
+def groups_of(params: list[torch.Tensor], wd: float) -> list[dict]:
+    return [{"params": params[::2], "weight_decay": wd}, {"params": params[1::2], "weight_decay": 0.0}]
+
+
+@pytest.mark.paper("stable-weight-decay")
+@pytest.mark.parametrize("dampening,nesterov", [(0.0, False), (0.1, False), (0.0, True)])
+def test_sgds_is_algorithm_1(dampening: float, nesterov: bool) -> None:
+    """m_t = beta1 m_{t-1} + beta3 g_t (m_1 = g_1), theta_t = theta_{t-1} - eta m_t - eta beta3/(1-beta1) lambda theta_{t-1}."""
+    lr, mu, wd = 0.1, 0.9, 5e-3
+    model, batches = problem(7)
+    params = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+    opt = SGDS(groups_of(params, wd), lr=lr, momentum=mu, dampening=dampening, nesterov=nesterov)
+    theta = [p.detach().clone() for p in params]
+    decay = [wd if i % 2 == 0 else 0.0 for i in range(len(theta))]
+    m = [None] * len(theta)
+    beta3 = 1 - dampening
+    for batch in batches[:6]:
+        g = grads_at(model, [p.detach() for p in params], batch)
+        for p, gi in zip(params, g):
+            p.grad = gi
+        opt.step()
+        for i, gi in enumerate(g):
+            m[i] = gi.clone() if m[i] is None else mu * m[i] + beta3 * gi
+            step = gi + mu * m[i] if nesterov else m[i]
+            theta[i] = theta[i] - lr * step - lr * beta3 / (1 - mu) * decay[i] * theta[i]
+        for a, b in zip(params, theta):
+            torch.testing.assert_close(a.detach(), b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.paper("stable-weight-decay")
+def test_adams_is_algorithm_2() -> None:
+    """theta_t = theta_{t-1} - eta lambda theta_{t-1} / sqrt(mean(v_hat_t)) - eta m_hat_t / (sqrt(v_hat_t) + eps),
+    with mean(v_hat_t) over all elements of all parameters (of both groups)."""
+    lr, b1, b2, eps, wd = 1e-2, 0.9, 0.999, 1e-8, 5e-4
+    model, batches = problem(8)
+    params = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+    opt = AdamS(groups_of(params, wd), lr=lr, betas=(b1, b2), eps=eps)
+    theta = [p.detach().clone() for p in params]
+    decay = [wd if i % 2 == 0 else 0.0 for i in range(len(theta))]
+    m = [torch.zeros_like(x) for x in theta]
+    v = [torch.zeros_like(x) for x in theta]
+    for t, batch in enumerate(batches[:8], start=1):
+        g = grads_at(model, [p.detach() for p in params], batch)
+        for p, gi in zip(params, g):
+            p.grad = gi
+        opt.step()
+        m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+        v = [b2 * vi + (1 - b2) * gi**2 for vi, gi in zip(v, g)]
+        m_hat = [mi / (1 - b1**t) for mi in m]
+        v_hat = [vi / (1 - b2**t) for vi in v]
+        v_bar = sum(float(x.sum()) for x in v_hat) / sum(x.numel() for x in v_hat)
+        theta = [x - lr * d * x / math.sqrt(v_bar) - lr * mh / (vh.sqrt() + eps)
+                 for x, d, mh, vh in zip(theta, decay, m_hat, v_hat)]
+        for a, b in zip(params, theta):
+            torch.testing.assert_close(a.detach(), b, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.paper("stable-weight-decay")
+def test_swd_differs_from_library_decay() -> None:
+    """SGDS's decay is 1/(1 - beta1) = 10x SGD's coupled L2 at momentum 0.9: the two runs separate."""
+    model, batches = problem(9)
+    a = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+    sgds, sgd = SGDS(a, lr=0.1, momentum=0.9, weight_decay=1e-2), torch.optim.SGD(b, lr=0.1, momentum=0.9, weight_decay=1e-2)
+    for batch in batches[:5]:
+        for params, opt in ((a, sgds), (b, sgd)):
+            for p, g in zip(params, grads_at(model, [p.detach() for p in params], batch)):
+                p.grad = g
+            opt.step()
+    assert max(float((x - y).detach().abs().max()) for x, y in zip(a, b)) > 1e-4
