@@ -23,18 +23,22 @@ class Report:
     differences: list[str] = field(default_factory=list)  # how the miniature differs from the paper
     figures: list[str] = field(default_factory=list)  # PNG files written beside the report
     results: dict[str, Any] = field(default_factory=dict)  # extra numbers for results.json
+    tables: list[dict[str, Any]] = field(default_factory=list)  # further tables: {"title", "columns", "rows"}
     wall_time_s: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
     smoke: bool = False
 
-    def _table(self) -> str:
+    def _table(self, columns: list[str] | None = None, rows: list[dict[str, Any]] | None = None) -> str:
+        columns = self.columns if columns is None else columns
+        rows = self.rows if rows is None else rows
+
         def fmt(v: Any) -> str:
             if isinstance(v, float):
                 return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
             return str(v)
 
-        head = "| " + " | ".join(self.columns) + " |\n|" + "---|" * len(self.columns) + "\n"
-        return head + "".join("| " + " | ".join(fmt(r.get(c, "")) for c in self.columns) + " |\n" for r in self.rows)
+        head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+        return head + "".join("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |\n" for r in rows)
 
     def markdown(self) -> str:
         from ..catalog import paper
@@ -53,6 +57,10 @@ class Report:
             "## Claim", "", self.claim, "",
             "## Setup", "", self.setup, "",
             "## Results", "", self._table(),
+        ]
+        for t in self.tables:
+            lines += [f"### {t['title']}", "", self._table(t["columns"], t["rows"])]
+        lines += [
             f"## Verdict: the claim {outcome} in miniature", "", self.verdict, "",
         ]
         if self.figures:
@@ -73,7 +81,7 @@ class Report:
         (out / "report.md").write_text(self.markdown())
         data = {
             "slug": self.slug, "held": self.held, "claim": self.claim, "verdict": self.verdict,
-            "columns": self.columns, "rows": self.rows, "results": self.results, "figures": self.figures,
+            "columns": self.columns, "rows": self.rows, "tables": self.tables, "results": self.results, "figures": self.figures,
             "wall_time_s": self.wall_time_s, "config": self.config, "smoke": self.smoke,
         }
         (out / "results.json").write_text(json.dumps(data, indent=1, default=float))

@@ -28,6 +28,7 @@ from torch import nn
 
 from ...layers import ConvNormAct, get_aa_layer, linear_drop_rates
 from ...registry import register_model
+from .resnet import ResNetTrunk
 from .sknet import SelectiveKernelBottleneck
 
 ModuleFactory = Callable[..., nn.Module]
@@ -94,7 +95,7 @@ class BigLittleStage(nn.Module):
         return self.merge(self.act(little + big))
 
 
-class BigLittleResNet(nn.Module):
+class BigLittleResNet(ResNetTrunk, nn.Module):
     """7x7 stem, Big-Little pooling, three Big-Little stages and a plain last stage, global pool, classifier."""
 
     def __init__(
@@ -118,7 +119,7 @@ class BigLittleResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_chans, stem_width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
         self.act1 = nn.ReLU(inplace=True)
-        self.stem_pool = BigLittleStem(stem_width, alpha)
+        self.maxpool = BigLittleStem(stem_width, alpha)  # in place of the max pool
         self.feature_info = [dict(num_chs=stem_width, reduction=2, module="act1")]
         dprs = linear_drop_rates(drop_path_rate, sum(layers))
         inplanes, reduction, start = stem_width, 4, 0
@@ -142,52 +143,6 @@ class BigLittleResNet(nn.Module):
             for m in self.modules():
                 if hasattr(m, "zero_init_last"):
                     m.zero_init_last()
-
-    @property
-    def stages(self) -> list[nn.Module]:
-        return [getattr(self, f"layer{i}") for i in range(1, 5) if hasattr(self, f"layer{i}")]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem_pool(self.act1(self.bn1(self.conv1(x))))
-        for stage in self.stages:
-            x = stage(x)
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        if self.drop_rate > 0:
-            x = F.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
-        """Feature maps at ``indices`` (0 = stem before the Big-Little pool, 1-4 = stages)."""
-        out = []
-        x = self.act1(self.bn1(self.conv1(x)))
-        if 0 in indices:
-            out.append(x)
-        x = self.stem_pool(x)
-        for i, stage in enumerate(self.stages, start=1):
-            if i > max(indices):
-                break
-            x = stage(x)
-            if i in indices:
-                out.append(x)
-        return out
-
-    def prune_for_features(self, max_index: int) -> list[str]:
-        removed = ["fc"]
-        self.fc = nn.Identity()
-        for i in range(max_index + 1, 5):
-            delattr(self, f"layer{i}")
-            removed.append(f"layer{i}")
-        return removed
 
 
 @register_model(paper="assembled-cnn")

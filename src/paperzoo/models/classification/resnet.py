@@ -187,7 +187,60 @@ def _projection(inplanes: int, outplanes: int, stride: int, norm_layer: ModuleFa
     return nn.Sequential(pool, nn.Conv2d(inplanes, outplanes, 1, 1, bias=False), norm_layer(outplanes))
 
 
-class ResNet(nn.Module):
+class ResNetTrunk:
+    """The interface of a ResNet-shaped network: a stem ``conv1 -> bn1 -> act1 -> maxpool`` (``maxpool`` may be
+    any downsampling module), stages ``layer1``..``layer4``, ``global_pool``, ``drop_rate`` and ``fc``.
+    Shared by ResNet and its relatives (Assemble-ResNet's Big-Little network)."""
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        return [getattr(self, f"layer{i}") for i in range(1, 5) if hasattr(self, f"layer{i}")]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x).flatten(1)
+        if self.drop_rate > 0:
+            x = F.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        """Feature maps at ``indices`` (0 = stem before its pool, 1-4 = stages), as timm numbers them."""
+        out = []
+        x = self.act1(self.bn1(self.conv1(x)))
+        if 0 in indices:
+            out.append(x)
+        x = self.maxpool(x)
+        for i, stage in enumerate(self.stages, start=1):
+            if i > max(indices):
+                break
+            x = stage(x)
+            if i in indices:
+                out.append(x)
+        return out
+
+    def prune_for_features(self, max_index: int) -> list[str]:
+        """Drop the classifier and the stages after ``max_index``; return the removed prefixes."""
+        removed = ["fc"]
+        self.fc = nn.Identity()
+        for i in range(max_index + 1, 5):
+            delattr(self, f"layer{i}")
+            removed.append(f"layer{i}")
+        return removed
+
+
+class ResNet(ResNetTrunk, nn.Module):
     """ImageNet-style ResNet: stem (7x7/2 conv, 3x3/2 max pool), four stages, global pool, classifier.
 
     Later papers' changes are options: ``stem_type="deep"`` (ResNet-C) and ``avg_down`` (ResNet-D) from
@@ -320,53 +373,6 @@ class ResNet(nn.Module):
             for m in self.modules():
                 if hasattr(m, "zero_init_last"):
                     m.zero_init_last()
-
-    @property
-    def stages(self) -> list[nn.Module]:
-        return [getattr(self, f"layer{i}") for i in range(1, 5) if hasattr(self, f"layer{i}")]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        for stage in self.stages:
-            x = stage(x)
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        if self.drop_rate > 0:
-            x = F.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
-        """Feature maps at ``indices`` (0 = stem before max pool, 1-4 = stages), as timm numbers them."""
-        out = []
-        x = self.act1(self.bn1(self.conv1(x)))
-        if 0 in indices:
-            out.append(x)
-        x = self.maxpool(x)
-        for i, stage in enumerate(self.stages, start=1):
-            if i > max(indices):
-                break
-            x = stage(x)
-            if i in indices:
-                out.append(x)
-        return out
-
-    def prune_for_features(self, max_index: int) -> list[str]:
-        """Drop the classifier and the stages after ``max_index``; return the removed prefixes."""
-        removed = ["fc"]
-        self.fc = nn.Identity()
-        for i in range(max_index + 1, 5):
-            delattr(self, f"layer{i}")
-            removed.append(f"layer{i}")
-        return removed
 
 
 class _ZeroPadShortcut(nn.Module):
