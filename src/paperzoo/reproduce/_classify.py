@@ -2,6 +2,7 @@
 run through the ``Trainer`` with a fixed recipe, model cost, and the accuracy-curves figure."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,45 @@ def macs(model: nn.Module, image_size: int, in_chans: int = 3) -> float:
     return counter.get_total_flops() / 2
 
 
+def match_cost(target: float, candidates: Sequence[float], cost: Callable[[float], float]) -> float:
+    """The candidate whose ``cost`` is closest to ``target`` on a log scale, for a cost that does not decrease
+    along the sorted ``candidates`` (a width, depth or resolution against its MACs): a bisection, so only
+    a few networks are built."""
+    seen: dict[float, float] = {}
+
+    def cached(c: float) -> float:
+        if c not in seen:
+            seen[c] = cost(c)
+        return seen[c]
+
+    lo, hi = 0, len(candidates) - 1
+    while lo < hi:  # the first candidate whose cost reaches the target (or the last one)
+        mid = (lo + hi) // 2
+        if cached(candidates[mid]) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    near = candidates[max(lo - 1, 0): lo + 1]
+    return min(near, key=lambda c: abs(math.log(cached(c) / target)))
+
+
+def small_input_init(model: nn.Module, std: float = 0.01) -> nn.Module:
+    """Initialisation that lets ImageNet-style mobile networks train on 16-48 px inputs, applied to every
+    network of a comparison alike: the last BatchNorm of each block with an identity shortcut (``has_skip``)
+    starts at zero, so residual blocks begin as identities (deep stacks of BN over 1x1-4x4 feature maps
+    otherwise amplify batch noise into exploding gradients at these sizes), and the classifier is drawn from
+    N(0, std) (the TF initialisation U(+-1/sqrt(classes)) gives logits of several units with 8 classes)."""
+    for block in model.modules():
+        if getattr(block, "has_skip", False):
+            norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+            nn.init.zeros_(norms[-1].weight)
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, nn.Linear):
+        nn.init.normal_(classifier.weight, 0.0, std)
+        nn.init.zeros_(classifier.bias)
+    return model
+
+
 def fit(model: nn.Module, train: torch.utils.data.Dataset, test: torch.utils.data.Dataset, recipe: Recipe,
         out: Path, name: str, batch_transform: Callable | None = None,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = ()) -> dict[str, Any]:
@@ -105,6 +145,28 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path, filename: st
         xs = [r["epoch"] for r in history] if x_key == "epoch" else _cumulative([r["time"] for r in history])
         ax.plot(xs, [100 * r["val_acc"] for r in history], "-o", ms=3, color=f"C{i}", label=label)
     ax.set(xlabel="epoch" if x_key == "epoch" else "training time (s)", ylabel="test accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / filename, dpi=110)
+    plt.close(fig)
+    return filename
+
+
+def plot_accuracy_vs_macs(series: dict[str, list[tuple[float, float, str]]], out: Path, filename: str,
+                          title: str) -> str:
+    """Test accuracy against multiply-adds: one colour per series of (MMACs, accuracy %, label) points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for i, (name, points) in enumerate(series.items()):
+        ax.plot([p[0] for p in points], [p[1] for p in points], "-o" if len(points) > 1 else "o", color=f"C{i}", label=name)
+        for x, y, text in points:
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set(xlabel="multiply-adds per image (M)", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
