@@ -35,7 +35,7 @@ class Config:
     alpha: float = 1.2
     beta: float = 1.1
     gamma: float = 1.15
-    train_size: int = 4000
+    train_size: int = 3000
     test_size: int = 2000
     preset: str = "medium"
     scale: tuple[float, float] = (0.5, 0.9)
@@ -94,10 +94,9 @@ def run(cfg: Config, out: Path) -> Report:
     gap = by["compound"]["test accuracy (%)"] - best["test accuracy (%)"]
     held = True if gap > cfg.noise else False if gap < -cfg.noise else None
     growth = by["compound"]["MMACs"] / by["baseline"]["MMACs"]
-    verdict = (f"At {by['compound']['MMACs']:.2f}M MACs ({growth:.1f}x "
-               f"the baseline's {by['baseline']['MMACs']:.2f}M) compound scaling reaches {by['compound']['test accuracy (%)']:.1f}% "
-               "test accuracy; " + ", ".join(f"{r['scaling']} {r['test accuracy (%)']:.1f}% at {r['MACs / compound']:.2f}x its MACs"
-                                             for r in singles)
+    verdict = (f"At {by['compound']['MMACs']:.2f}M MACs ({growth:.1f}x the baseline's {by['baseline']['MMACs']:.2f}M) "
+               f"compound scaling reaches {by['compound']['test accuracy (%)']:.1f}% test accuracy; "
+               + ", ".join(f"{r['scaling']} {r['test accuracy (%)']:.1f}% at {r['MACs / compound']:.2f}x its MACs" for r in singles)
                + f"; the baseline {by['baseline']['test accuracy (%)']:.1f}%. Compound minus the best single dimension "
                f"({best['scaling']}): {gap:+.1f} points, "
                + ("a tie within the one-seed noise of ±%g points." % cfg.noise if held is None else
@@ -119,8 +118,8 @@ def run(cfg: Config, out: Path) -> Report:
                f"{r.epochs} epochs: SGD with Nesterov momentum 0.9, lr {r.lr} (cosine, {r.warmup_epochs:g}-epoch "
                f"warmup), weight decay {r.weight_decay}, batch {r.batch_size}, flips and shifts of 1/8 of the side. "
                f"Test accuracy on {cfg.test_size} held-out scenes; MACs of conv and linear layers per image."),
-        columns=["scaling", "width", "depth", "resolution", "blocks", "last feature map", "params (M)", "MMACs", "MACs / compound",
-                 "final train loss", "test accuracy (%)", "time (s)"],
+        columns=["scaling", "width", "depth", "resolution", "blocks", "last feature map", "params (M)", "MMACs",
+                 "MACs / compound", "final train loss", "test accuracy (%)", "time (s)"],
         rows=rows,
         held=held,
         verdict=verdict,

@@ -60,7 +60,8 @@ class Progressive:
         self.stage = self.plan[min(epoch // self.epochs_per_stage, len(self.plan) - 1)]
         self.model.drop_rate = self.stage.dropout
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.stage.size
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

@@ -51,11 +51,12 @@ def run(cfg: Config, out: Path) -> Report:
     train, test = shapes(cfg.image_size, cfg.train_size, cfg.test_size, cfg.preset, cfg.scale)
     rows, curves, pairs = [], {}, []
     for variant in cfg.variants:
-        micro = create_model(f"micronet_{variant}", num_classes=train.num_classes)
-        width = matched_width(macs(micro, cfg.image_size), cfg.image_size)
+        name = f"micronet_{variant}"
+        width = matched_width(macs(create_model(name, num_classes=train.num_classes), cfg.image_size), cfg.image_size)
         pair = []
-        for label, build in ((f"MicroNet-{variant.upper()}", lambda: create_model(f"micronet_{variant}", num_classes=train.num_classes)),
-                             (f"MobileNetV3-Small x{width:.2f}", lambda: MobileNetV3(small=True, width=width, num_classes=train.num_classes))):
+        for label, build in ((f"MicroNet-{variant.upper()}", lambda: create_model(name, num_classes=train.num_classes)),
+                             (f"MobileNetV3-Small x{width:.2f}",
+                              lambda: MobileNetV3(small=True, width=width, num_classes=train.num_classes))):
             torch.manual_seed(cfg.recipe.seed)
             model = small_input_init(build())
             res = fit(model, train, test, cfg.recipe, out, label.replace(" ", "_"))
