@@ -60,7 +60,8 @@ class Progressive:
         self.stage = self.plan[min(epoch // self.epochs_per_stage, len(self.plan) - 1)]
         self.model.drop_rate = self.stage.dropout
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.stage.size
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -78,12 +79,13 @@ class Progressive:
 class Config:
     width: float = 0.25  # EfficientNetV2-S (Table 4) with every width and depth scaled
     depth: float = 0.25
+    output_stride: int = 32
     image_size: int = 48  # the final (and evaluation) size
     start_size: int = 24
     num_stages: int = 4
     dropout: tuple[float, float] = (0.1, 0.3)
     mixup: tuple[float, float] = (0.0, 0.2)
-    train_size: int = 4000
+    train_size: int = 3000
     test_size: int = 2000
     preset: str = "medium"
     scale: tuple[float, float] = (0.5, 0.9)
@@ -114,28 +116,30 @@ def run(cfg: Config, out: Path) -> Report:
     final = Stage(cfg.image_size, cfg.dropout[1], cfg.mixup[1])
     plans = {"fixed size": [final],
              "progressive": stages(cfg.start_size, cfg.image_size, cfg.dropout, cfg.mixup, cfg.num_stages)}
-    rows, curves, results = [], {}, {}
-    for label, plan in plans.items():
-        accs, train_times, gmacs = [], [], []
-        for seed in cfg.seeds:
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in plans}
+    curves = {}
+    for seed in cfg.seeds:  # the two trainings alternate, so that changes in machine load hit both alike
+        for label, plan in plans.items():
             torch.manual_seed(seed)
-            model = small_input_init(EfficientNetV2(S, 24, width=cfg.width, depth=cfg.depth, num_classes=train.num_classes))
+            model = small_input_init(EfficientNetV2(S, 24, width=cfg.width, depth=cfg.depth, output_stride=cfg.output_stride,
+                                                     num_classes=train.num_classes))
             schedule = Progressive(model, plan, cfg.recipe.epochs, train.num_classes)
             res = fit(model, train, test, dataclasses.replace(cfg.recipe, seed=seed), out, f"{label.split()[0]}_seed{seed}",
                       batch_transform=schedule, callbacks=[schedule.on_epoch_end])
             curves[f"{label}, seed {seed}"] = res["history"]
-            accs.append(100 * res["acc"])
-            train_times.append(sum(row["time"] for row in res["history"]))
-            gmacs.append(_training_gmacs(res["history"], model, cfg.train_size, cfg.image_size))
-        results[label] = {"accs": accs, "train_time": statistics.mean(train_times)}
+            runs[label].append({"acc": 100 * res["acc"], "time": sum(row["time"] for row in res["history"]),
+                                "gmacs": _training_gmacs(res["history"], model, cfg.train_size, cfg.image_size)})
+    rows = []
+    for label, plan in plans.items():
+        accs = [r["acc"] for r in runs[label]]
         rows.append({"training": label, "image sizes": " -> ".join(str(s.size) for s in plan),
                      "dropout": " -> ".join(f"{s.dropout:.2g}" for s in plan),
                      "mixup alpha": " -> ".join(f"{s.mixup:.2g}" for s in plan),
-                     "params (M)": n_params(model) / 1e6, "training GMACs (fwd)": statistics.mean(gmacs),
-                     "training time (s)": statistics.mean(train_times),
+                     "params (M)": n_params(model) / 1e6,
+                     "training GMACs (fwd)": statistics.mean(r["gmacs"] for r in runs[label]),
+                     "training time (s)": statistics.mean(r["time"] for r in runs[label]),
                      "test accuracy per seed (%)": ", ".join(f"{a:.1f}" for a in accs),
                      "mean test accuracy (%)": statistics.mean(accs)})
-
     fixed, prog = rows
     speedup = fixed["training time (s)"] / prog["training time (s)"]
     gap = prog["mean test accuracy (%)"] - fixed["mean test accuracy (%)"]
@@ -146,6 +150,16 @@ def run(cfg: Config, out: Path) -> Report:
                f"{fixed['mean test accuracy (%)']:.1f}% mean test accuracy over {len(cfg.seeds)} seed(s) ({gap:+.1f} points; "
                f"{'within' if gap >= -cfg.tolerance else 'outside'} the {cfg.tolerance:g}-point tolerance of 'similar'). "
                f"The speed-up threshold is {cfg.speedup:g}x; wall-clock times on a shared CPU vary by some 10%.")
+    last = plans["progressive"][-1]
+    before = [h for label, h in curves.items() if label.startswith("progressive")]
+    k = next((i for i, row in enumerate(before[0]) if row["image_size"] == last.size), 0)  # first final-size epoch
+    if k > 0:
+        at = {label: statistics.mean(100 * h[k - 1]["val_acc"] for name, h in curves.items() if name.startswith(label))
+              for label in plans}
+        verdict += (f" After epoch {k}, the last one on images smaller than {last.size} px, the progressive network scored "
+                    f"{at['progressive']:.1f}% at the final size against {at['fixed size']:.1f}% for fixed-size training: "
+                    "features learned on smaller images transfer only partly to the larger test images, and the "
+                    f"{cfg.recipe.epochs - k} final-size epochs are too few to catch up.")
     figures = [plot_curves(curves, out, "progressive_vs_fixed_time.png", "Test accuracy against training time", x_key="time"),
                plot_curves(curves, out, "progressive_vs_fixed_epochs.png", "Test accuracy per epoch")]
     r = cfg.recipe
@@ -172,6 +186,9 @@ def run(cfg: Config, out: Path) -> Report:
             "epochs; at these sizes per-batch overheads weigh more, so time falls less than pixels do.",
             "Regularisation is dropout and mixup; the paper also grows RandAugment's magnitude, left out because "
             "per-image augmentation would dominate CPU time here.",
+            "The scenes' objects fill 50-90% of the image, so their size in pixels doubles from the first stage to "
+            "the last; ImageNet training (random-resized crops) shows objects at many scales, which makes features "
+            "transfer across image sizes more easily, and the paper's last stage alone is 87 epochs long.",
             "The fixed-size baseline uses the final (strongest) regularisation throughout, as a network trained at "
             "the final size would; both networks start with zeroed last BN in residual blocks and a N(0, 0.01) "
             "classifier (``small_input_init``).",
@@ -179,5 +196,5 @@ def run(cfg: Config, out: Path) -> Report:
             "load-independent measure of the work saved.",
         ],
         figures=figures,
-        results={"speedup": speedup, "accuracy_gap": gap, "runs": results},
+        results={"speedup": speedup, "accuracy_gap": gap, "runs": runs},
     )
