@@ -24,9 +24,9 @@ class Config:
     image_size: int = 32
     scale: tuple[float, float] = (0.5, 0.9)
     preset: str = "medium"
-    train_size: int = 6000
+    train_size: int = 12000
     test_size: int = 1000
-    epochs: int = 5
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 0.05
     weight_decay: float = 5e-5

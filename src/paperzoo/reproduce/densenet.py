@@ -25,12 +25,12 @@ class Config:
     growth_rate: int = 12
     resnets: tuple[int, ...] = (20, 32)
     image_size: int = 16
-    train_size: int = 2500
+    train_size: int = 5000
     test_size: int = 2000
     preset: str = "medium"
     scale: tuple[float, float] = (0.6, 0.9)
     tolerance: float = 1.0  # "matches": test error at most this many points above the best ResNet's
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=64, lr=0.1, weight_decay=1e-4,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=12, batch_size=64, lr=0.1, weight_decay=1e-4,
                                                           warmup_epochs=2.0))
 
 

@@ -25,9 +25,9 @@ CLAIM = ("Label smoothing makes the penultimate-layer clusters of each class tig
 class Config:
     depth: int = 14
     image_size: int = 16
-    train_size: int = 2000
+    train_size: int = 5000
     test_size: int = 1000
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -90,7 +90,7 @@ def run(cfg: Config, out: Path) -> Report:
         differences=[
             "The Inception-v3 paper reports accuracy only; the cluster and calibration claims are Müller et al.'s (2019) "
             "analysis of the same technique, which PAPERS.md asks for.",
-            "A small ResNet and 2,000 synthetic 16x16 images; one seed.",
+            f"A small ResNet and {cfg.train_size:,} synthetic {cfg.image_size}x{cfg.image_size} images; one seed.",
             "The figure projects features of three classes onto the plane through their class templates (Müller et al.'s "
             "visualisation); the metric uses all classes in the full feature space.",
         ],

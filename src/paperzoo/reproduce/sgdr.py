@@ -23,7 +23,7 @@ CLAIM = ("Cosine annealing with warm restarts (SGDR) gives a good model at the e
 class Config:
     depth: int = 14
     image_size: int = 16
-    train_size: int = 2000
+    train_size: int = 5000
     test_size: int = 1000
     epochs: int = 15  # SGDR cycles of 1, 2, 4, 8 epochs end at epochs 1, 3, 7 and 15
     t0: float = 1.0

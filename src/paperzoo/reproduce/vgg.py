@@ -34,11 +34,11 @@ class Config:
     batch_norm: bool = True  # see "differences": the paper's nets had no BN but a staged initialisation
     drop_rate: float = 0.0  # dropout of the FC layers (the paper's 0.5 stalls training of 128-wide FCs)
     image_size: int = 32
-    train_size: int = 4000
+    train_size: int = 6000
     test_size: int = 2000
     preset: str = "medium"
     scale: tuple[float, float] = (0.5, 0.9)
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=64, lr=0.05, weight_decay=5e-4,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=14, batch_size=64, lr=0.05, weight_decay=5e-4,
                                                           warmup_epochs=1.0))
 
 
