@@ -40,7 +40,7 @@ def scene() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.paper("grad-cam")
-def test_equations_1_and_2_on_a_cam_network() -> None:
+def test_equations_1_and_2_on_a_cam_network(record_property) -> None:
     """alpha_k^c = 1/Z sum_ij dy^c/dA^k_ij = W_ck / Z, and L^c = ReLU(sum_k alpha_k^c A^k)."""
     net = ObjectNet()
     x, mask = scene()
@@ -48,15 +48,20 @@ def test_equations_1_and_2_on_a_cam_network() -> None:
     for c in (0, 1):
         raw, _ = GradCAM(net, net.act).compute(x, c)
         expected = torch.relu((net.fc.weight[c].view(1, 2, 1, 1) / 256 * feats).sum(1))
+        record_property(f"max_abs_diff_vs_eq_1_2_class_{c}", float((raw - expected).detach().abs().max()))
         torch.testing.assert_close(raw, expected.detach())
     # class-discriminative: the object's class lights up the square, the background class the rest
     on, off = GradCAM(net, "act")(x, 0), GradCAM(net, "act")(x, 1)
+    record_property("cam_min", float(on.min()))
+    record_property("cam_max", float(on.max()))
+    record_property("pointing_game_hits_object_class_of_2", int(pointing_game(on, mask).sum()))
+    record_property("pointing_game_hits_background_class_of_2", int(pointing_game(off, mask).sum()))
     assert on.shape == (2, 16, 16) and float(on.min()) == 0.0 and float(on.max()) == pytest.approx(1.0)
     assert pointing_game(on, mask).all() and not pointing_game(off, mask).any()
 
 
 @pytest.mark.paper("grad-cam")
-def test_equation_1_averages_spatially_varying_gradients() -> None:
+def test_equation_1_averages_spatially_varying_gradients(record_property) -> None:
     """With a head that weights every position differently, alpha is the spatial mean of the gradient."""
     torch.manual_seed(0)
     conv, head = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 5)
@@ -65,11 +70,13 @@ def test_equation_1_averages_spatially_varying_gradients() -> None:
     raw, logits = GradCAM(net, net[1]).compute(x)
     a = torch.relu(conv(x)).detach()
     w = head.weight.view(5, 4, 8, 8)[logits.argmax(1)]           # dy^c / dA for the predicted classes
+    record_property("max_abs_diff_vs_spatial_mean_gradient_cam",
+                    float((raw - torch.relu((w.mean((2, 3), keepdim=True) * a).sum(1))).detach().abs().max()))
     torch.testing.assert_close(raw, torch.relu((w.mean((2, 3), keepdim=True) * a).sum(1)))
 
 
 @pytest.mark.paper("grad-cam")
-def test_guided_backprop_passes_only_positive_gradients_through_relus() -> None:
+def test_guided_backprop_passes_only_positive_gradients_through_relus(record_property) -> None:
     """y = v . ReLU(W x): vanilla gradient W^T (1[Wx > 0] v); guided W^T (1[Wx > 0] 1[v > 0] v)."""
     torch.manual_seed(1)
     lin, out = nn.Linear(6, 5, bias=False), nn.Linear(5, 1, bias=False)
@@ -78,6 +85,8 @@ def test_guided_backprop_passes_only_positive_gradients_through_relus() -> None:
     z = lin(x).detach()
     v = out.weight[0].detach()
     expected = ((z > 0) * v.clamp(min=0)) @ lin.weight.detach()
+    record_property("max_abs_diff_vs_hand_guided_gradient",
+                    float((guided_backprop(net, x, torch.zeros(4, dtype=torch.long)) - expected).abs().max()))
     torch.testing.assert_close(guided_backprop(net, x, torch.zeros(4, dtype=torch.long)), expected)
 
 
@@ -91,7 +100,7 @@ def test_gradcam_on_a_resnet_and_guided_gradcam_shapes() -> None:
 
 
 @pytest.mark.paper("grad-cam")
-def test_vit_token_maps() -> None:
+def test_vit_token_maps(record_property) -> None:
     """Transformer tokens (N, 1 + h w, C) are laid out as an h x w map without the class token; Swin's
     NHWC stage outputs are permuted; Grad-CAM then works unchanged."""
     import timm
@@ -99,11 +108,14 @@ def test_vit_token_maps() -> None:
     vit = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, num_classes=4).eval()
     x = torch.randn(2, 3, 32, 32)
     maps = GradCAM(vit, vit.blocks[-1].norm1)(x)
+    record_property("vit_cam_map_std", float(maps.std()))
     assert maps.shape == (2, 32, 32) and float(maps.std()) > 0
     tokens = torch.arange(2 * 17 * 3, dtype=torch.float32).view(2, 17, 3)
     grid = to_feature_map(tokens)
+    record_property("max_abs_diff_grid_corner_vs_first_patch_token", float((grid[:, :, 0, 0] - tokens[:, 1]).abs().max()))
     assert grid.shape == (2, 3, 4, 4) and torch.equal(grid[:, :, 0, 0], tokens[:, 1])
     nhwc = torch.randn(2, 7, 7, 96)
+    record_property("max_abs_diff_nhwc_map_vs_permute", float((to_feature_map(nhwc) - nhwc.permute(0, 3, 1, 2)).abs().max()))
     assert torch.equal(to_feature_map(nhwc), nhwc.permute(0, 3, 1, 2))
 
 

@@ -49,19 +49,25 @@ def test_bag_of_tricks_turns_on_the_papers_tricks() -> None:
 
 
 @pytest.mark.paper("bag-of-tricks")
-def test_zero_gamma_zeroes_the_last_norm_of_every_residual_block() -> None:
+def test_zero_gamma_zeroes_the_last_norm_of_every_residual_block(record_property) -> None:
     """Zero-gamma (bag of tricks, section 3.1): the last BN of each residual block starts at gamma = 0."""
     cifar = pz.create_model("resnet20_cifar")
-    assert zero_gamma_init(cifar) == 9
+    zeroed = zero_gamma_init(cifar)
+    record_property("num_zeroed_norms_resnet20", zeroed)
+    assert zeroed == 9
     for block in (b for stage in cifar.stages for b in stage):
         assert torch.all(block.bn2.weight == 0) and torch.all(block.bn1.weight == 1)
     assert zero_gamma_init(pz.create_model("plain20_cifar")) == 0  # no shortcut, nothing to zero
     r50 = pz.create_model("resnet50")
-    assert zero_gamma_init(r50) == 16
+    zeroed = zero_gamma_init(r50)
+    record_property("num_zeroed_norms_resnet50", zeroed)
+    assert zeroed == 16
     assert all(torch.all(b.bn3.weight == 0) for stage in r50.stages for b in stage)
     x = torch.randn(2, 3, 32, 32)
     block = cifar.layer1[0].eval()
-    torch.testing.assert_close(block(torch.relu(x[:, :1].expand(2, 16, 32, 32))), torch.relu(x[:, :1].expand(2, 16, 32, 32)))
+    inp = torch.relu(x[:, :1].expand(2, 16, 32, 32))
+    record_property("max_abs_diff_zero_gamma_block_vs_identity", float((block(inp) - inp).detach().abs().max()))
+    torch.testing.assert_close(block(inp), inp)
 
 
 def test_everything_at_once_resumes_exactly(tiny_shapes, tmp_path: Path) -> None:
@@ -124,11 +130,13 @@ def test_dropblock_keep_prob_is_scheduled(tiny_shapes) -> None:
 
 
 @pytest.mark.paper("bag-of-tricks")
-def test_training_ladder_adds_one_trick_per_rung(tmp_path: Path) -> None:
+def test_training_ladder_adds_one_trick_per_rung(tmp_path: Path, record_property) -> None:
     """The ladder's rungs are the paper's training refinements, cumulative, and each trains (smoke size)."""
     from paperzoo.reproduce._bag_of_tricks_training import LADDER_SMOKE, LadderConfig, ladder, run_training_ladder
 
     rungs = ladder(120)
+    record_property("num_rungs", len(rungs))
+    record_property("num_rungs_extending_previous", sum(a == b[:len(a)] for (_, a), (_, b) in zip(rungs, rungs[1:])))
     assert [n for n, _ in rungs] == ["baseline (step decay)", "+ linear warmup", "+ zero gamma", "+ no bias decay",
                                      "+ cosine decay", "+ label smoothing", "+ mixup"]
     assert all(a == b[:len(a)] for (_, a), (_, b) in zip(rungs, rungs[1:]))  # each rung keeps the previous tricks
@@ -136,6 +144,7 @@ def test_training_ladder_adds_one_trick_per_rung(tmp_path: Path) -> None:
     assert (last.warmup_epochs, last.zero_gamma, last.decay_bias_and_norm, last.schedule, last.label_smoothing,
             last.mixup.alpha) == (5.0, True, False, "cosine", 0.1, 0.2)
     result = run_training_ladder(tmp_path, LadderConfig(**LADDER_SMOKE))
+    record_property("num_rungs_trained", len(result["rows"]))
     assert len(result["rows"]) == 7 and (tmp_path / result["figure"]).exists()
 
 

@@ -32,7 +32,7 @@ def grads_at(model: torch.nn.Module, params: list[torch.Tensor], batch: tuple[to
 
 @pytest.mark.paper("adamw")
 @pytest.mark.parametrize("lr,wd,schedule", [(1e-3, 1e-2, False), (3e-3, 0.1, True), (1e-2, 0.0, True)])
-def test_torch_adamw_is_algorithm_2(lr: float, wd: float, schedule: bool) -> None:
+def test_torch_adamw_is_algorithm_2(lr: float, wd: float, schedule: bool, record_property) -> None:
     """40 steps of torch.optim.AdamW (lr = alpha * eta_t, weight_decay w) equal Algorithm 2 with the paper's
     lambda = alpha * w and the same schedule multiplier eta_t."""
     model, batches = problem()
@@ -52,11 +52,12 @@ def test_torch_adamw_is_algorithm_2(lr: float, wd: float, schedule: bool) -> Non
         sched.step()
         adamw_reference(ours, g, state, alpha=lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=lr * wd, eta=eta(t))
         worst = max(worst, max(float((a - b.detach()).abs().max() / b.detach().abs().max()) for a, b in zip(ours, leaves)))
+    record_property("max_rel_diff_vs_torch_AdamW", worst)
     assert worst < 1e-12, worst
 
 
 @pytest.mark.paper("adamw")
-def test_decoupled_decay_differs_from_l2_in_adam() -> None:
+def test_decoupled_decay_differs_from_l2_in_adam(record_property) -> None:
     """The paper's point: Adam with an L2 term (torch Adam's weight_decay) is not AdamW."""
     model, batches = problem()
     a = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
@@ -67,14 +68,20 @@ def test_decoupled_decay_differs_from_l2_in_adam() -> None:
             for p, g in zip(params, grads_at(model, [p.detach() for p in params], batch)):
                 p.grad = g
             opt.step()
-    assert max(float((x - y).detach().abs().max()) for x, y in zip(a, b)) > 1e-4
+    diff = max(float((x - y).detach().abs().max()) for x, y in zip(a, b))
+    record_property("max_abs_diff_AdamW_vs_Adam_L2", diff)
+    assert diff > 1e-4
 
 
 @pytest.mark.paper("adamw")
-def test_normalized_weight_decay() -> None:
+def test_normalized_weight_decay(record_property) -> None:
     """Appendix B.1: lambda = lambda_norm * sqrt(b / (B T)); e.g. b = 128, B = 50,000, T = 100 epochs."""
+    record_property("lambda_b128_B50000_T100", normalized_weight_decay(0.05, 128, 50_000, 100))
+    record_property("lambda_formula_b128_B50000_T100", 0.05 * math.sqrt(128 / 5_000_000))
     assert normalized_weight_decay(0.05, 128, 50_000, 100) == pytest.approx(0.05 * math.sqrt(128 / 5_000_000))
     # doubling the run length divides the decay by sqrt(2); doubling the batch multiplies it by sqrt(2)
     base = normalized_weight_decay(0.05, 128, 50_000, 100)
+    record_property("ratio_lambda_T200_over_T100", normalized_weight_decay(0.05, 128, 50_000, 200) / base)
+    record_property("ratio_lambda_b256_over_b128", normalized_weight_decay(0.05, 256, 50_000, 100) / base)
     assert normalized_weight_decay(0.05, 128, 50_000, 200) == pytest.approx(base / math.sqrt(2))
     assert normalized_weight_decay(0.05, 256, 50_000, 100) == pytest.approx(base * math.sqrt(2))

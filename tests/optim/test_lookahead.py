@@ -59,20 +59,24 @@ INNER = {
 @pytest.mark.paper("lookahead")
 @pytest.mark.parametrize("inner", sorted(INNER))
 @pytest.mark.parametrize("k,alpha", [(5, 0.5), (3, 0.8)])
-def test_lookahead_is_algorithm_1(inner: str, k: int, alpha: float) -> None:
+def test_lookahead_is_algorithm_1(inner: str, k: int, alpha: float, record_property) -> None:
     reference = algorithm_1(INNER[inner], k, alpha, 4 * k + 2)
     mine = ours(INNER[inner], k, alpha, 4 * k + 2)
+    record_property("max_abs_diff_vs_algorithm_1",
+                    max(float((x - y).abs().max()) for a, b in zip(mine, reference) for x, y in zip(a, b)))
     for step, (a, b) in enumerate(zip(mine, reference)):
         for x, y in zip(a, b):
             torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14, msg=f"step {step + 1}")
 
 
 @pytest.mark.paper("lookahead")
-def test_slow_weights_start_at_the_initial_weights_not_one_step_later() -> None:
+def test_slow_weights_start_at_the_initial_weights_not_one_step_later(record_property) -> None:
     """Starting the slow weights after the first inner step (as torch-optimizer does) is a different algorithm."""
     reference = algorithm_1(INNER["sgd"], 5, 0.5, 5)
     late = ours(INNER["sgd"], 5, 0.5, 5, late_start=True)
-    assert max(float((x - y).abs().max()) for x, y in zip(late[-1], reference[-1])) > 1e-4
+    diff = max(float((x - y).abs().max()) for x, y in zip(late[-1], reference[-1]))
+    record_property("max_abs_diff_late_start_vs_algorithm_1", diff)
+    assert diff > 1e-4
 
 
 def test_lookahead_state_round_trip() -> None:

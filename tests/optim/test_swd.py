@@ -18,7 +18,7 @@ def groups_of(params: list[torch.Tensor], wd: float) -> list[dict]:
 
 @pytest.mark.paper("stable-weight-decay")
 @pytest.mark.parametrize("dampening,nesterov", [(0.0, False), (0.1, False), (0.0, True)])
-def test_sgds_is_algorithm_1(dampening: float, nesterov: bool) -> None:
+def test_sgds_is_algorithm_1(dampening: float, nesterov: bool, record_property) -> None:
     """m_t = beta1 m_{t-1} + beta3 g_t (m_1 = g_1), theta_t = theta_{t-1} - eta m_t - eta beta3/(1-beta1) lambda theta_{t-1}."""
     lr, mu, wd = 0.1, 0.9, 5e-3
     model, batches = problem(7)
@@ -28,6 +28,7 @@ def test_sgds_is_algorithm_1(dampening: float, nesterov: bool) -> None:
     decay = [wd if i % 2 == 0 else 0.0 for i in range(len(theta))]
     m = [None] * len(theta)
     beta3 = 1 - dampening
+    worst = 0.0
     for batch in batches[:6]:
         g = grads_at(model, [p.detach() for p in params], batch)
         for p, gi in zip(params, g):
@@ -37,12 +38,14 @@ def test_sgds_is_algorithm_1(dampening: float, nesterov: bool) -> None:
             m[i] = gi.clone() if m[i] is None else mu * m[i] + beta3 * gi
             step = gi + mu * m[i] if nesterov else m[i]
             theta[i] = theta[i] - lr * step - lr * beta3 / (1 - mu) * decay[i] * theta[i]
+        worst = max(worst, max(float((a.detach() - b).abs().max()) for a, b in zip(params, theta)))
         for a, b in zip(params, theta):
             torch.testing.assert_close(a.detach(), b, rtol=1e-12, atol=1e-14)
+    record_property("max_abs_diff_vs_hand_algorithm_1_over_6_steps", worst)
 
 
 @pytest.mark.paper("stable-weight-decay")
-def test_adams_is_algorithm_2() -> None:
+def test_adams_is_algorithm_2(record_property) -> None:
     """theta_t = theta_{t-1} - eta lambda theta_{t-1} / sqrt(mean(v_hat_t)) - eta m_hat_t / (sqrt(v_hat_t) + eps),
     with mean(v_hat_t) over all elements of all parameters (of both groups)."""
     lr, b1, b2, eps, wd = 1e-2, 0.9, 0.999, 1e-8, 5e-4
@@ -53,6 +56,7 @@ def test_adams_is_algorithm_2() -> None:
     decay = [wd if i % 2 == 0 else 0.0 for i in range(len(theta))]
     m = [torch.zeros_like(x) for x in theta]
     v = [torch.zeros_like(x) for x in theta]
+    worst = 0.0
     for t, batch in enumerate(batches[:8], start=1):
         g = grads_at(model, [p.detach() for p in params], batch)
         for p, gi in zip(params, g):
@@ -65,12 +69,14 @@ def test_adams_is_algorithm_2() -> None:
         v_bar = sum(float(x.sum()) for x in v_hat) / sum(x.numel() for x in v_hat)
         theta = [x - lr * d * x / math.sqrt(v_bar) - lr * mh / (vh.sqrt() + eps)
                  for x, d, mh, vh in zip(theta, decay, m_hat, v_hat)]
+        worst = max(worst, max(float((a.detach() - b).abs().max()) for a, b in zip(params, theta)))
         for a, b in zip(params, theta):
             torch.testing.assert_close(a.detach(), b, rtol=1e-10, atol=1e-13)
+    record_property("max_abs_diff_vs_hand_algorithm_2_over_8_steps", worst)
 
 
 @pytest.mark.paper("stable-weight-decay")
-def test_swd_differs_from_library_decay() -> None:
+def test_swd_differs_from_library_decay(record_property) -> None:
     """SGDS's decay is 1/(1 - beta1) = 10x SGD's coupled L2 at momentum 0.9: the two runs separate."""
     model, batches = problem(9)
     a = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
@@ -81,4 +87,6 @@ def test_swd_differs_from_library_decay() -> None:
             for p, g in zip(params, grads_at(model, [p.detach() for p in params], batch)):
                 p.grad = g
             opt.step()
-    assert max(float((x - y).detach().abs().max()) for x, y in zip(a, b)) > 1e-4
+    diff = max(float((x - y).detach().abs().max()) for x, y in zip(a, b))
+    record_property("max_abs_diff_SGDS_vs_torch_SGD_L2", diff)
+    assert diff > 1e-4
