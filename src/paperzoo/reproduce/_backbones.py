@@ -36,17 +36,25 @@ def dataset(name: str, split: str, size: int | None, image_size: int, seed: int 
 
 
 class CropFlip:
-    """Random crop of the zero-padded image back to its size, and optionally a random horizontal flip."""
+    """Random crop of the padded image back to its size, and optionally a random horizontal flip. The padding
+    is ``fill`` per channel: for a normalised dataset, the value of a black pixel (``background(dataset)``),
+    so that a shifted image shows more background rather than a frame of mean-intensity pixels."""
 
-    def __init__(self, pad: int, flip: bool) -> None:
+    def __init__(self, pad: int, flip: bool, fill: tuple[float, ...] = (0.0,)) -> None:
         self.pad, self.flip = pad, flip
+        self.fill = torch.tensor(fill).view(-1, 1, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        x = torch.nn.functional.pad(x, (self.pad,) * 4)
+        x = torch.nn.functional.pad(x - self.fill, (self.pad,) * 4) + self.fill
         i, j = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
         x = x[:, i:i + h, j:j + w]
         return x.flip(-1) if self.flip and torch.rand(()) < 0.5 else x
+
+
+def background(ds: DigitsDataset | ShapesDataset) -> tuple[float, ...]:
+    """The normalised value of a zero-intensity pixel, per channel."""
+    return tuple(-m / s for m, s in zip(ds.mean, ds.std))
 
 
 def params_m(model: nn.Module) -> float:

@@ -20,7 +20,7 @@ import torch
 from ..registry import create_model
 from ..train.config import MixUpConfig
 from ..train.distill import DeiTDistillationTask
-from ._backbones import CropFlip, bar_chart, dataset, fit, params_m
+from ._backbones import CropFlip, background, bar_chart, dataset, fit, params_m
 from .report import Report
 
 CLAIM = ("Hard-label distillation from a convnet teacher through a dedicated distillation token improves a DeiT "
@@ -44,7 +44,7 @@ class Config:
     lr: float = 3e-3
     weight_decay: float = 0.05
     teacher_lr: float = 0.1
-    augment_pad: int = 1  # students and teacher: random crops of the image zero-padded by this many pixels
+    augment_pad: int = 1  # students and teacher: random crops of the image padded with black by this many pixels
     augment_flip: bool = False  # and horizontal flips (off: a mirrored digit is not the same digit)
     mixup: float = 0.0  # students: mixup alpha (DeiT's recipe uses 0.8 with CutMix); 0 = off
     seed: int = 0
@@ -65,9 +65,10 @@ def _student(cfg: Config, distilled: bool, num_classes: int, in_chans: int) -> t
 
 def run(cfg: Config, out: Path) -> Report:
     data = dict(image_size=cfg.image_size, scale=cfg.scale, seed=cfg.seed)
-    augment = CropFlip(cfg.augment_pad, cfg.augment_flip) if cfg.augment_pad or cfg.augment_flip else None
-    train = dataset(cfg.data, "train", cfg.train_size, **data, transform=augment)
     test = dataset(cfg.data, "test", cfg.test_size, **data)
+    augment = (CropFlip(cfg.augment_pad, cfg.augment_flip, background(test)) if cfg.augment_pad or cfg.augment_flip
+               else None)
+    train = dataset(cfg.data, "train", cfg.train_size, **data, transform=augment)
     common = dict(batch_size=cfg.batch_size, seed=cfg.seed, channels_last=True)
 
     torch.manual_seed(cfg.seed)
@@ -100,7 +101,7 @@ def run(cfg: Config, out: Path) -> Report:
         slug="deit",
         claim=CLAIM,
         setup=(f"{len(train)} training and {len(test)} test {what} at {cfg.image_size}x{cfg.image_size}, training "
-               f"images randomly cropped after zero-padding by {cfg.augment_pad} px{' and flipped' if cfg.augment_flip else ''}"
+               f"images randomly cropped after padding with black by {cfg.augment_pad} px{' and flipped' if cfg.augment_flip else ''}"
                f"{f', students with mixup (alpha {cfg.mixup})' if cfg.mixup else ''}. Teacher: ResNet-20, SGD lr "
                f"{cfg.teacher_lr}, {cfg.teacher_steps} steps of batch {cfg.batch_size}. Students: DeiT reduced to width "
                f"{cfg.dim}, depth {cfg.depth}, {cfg.heads} heads, {cfg.patch}x{cfg.patch} patches "

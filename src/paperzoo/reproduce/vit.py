@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..registry import create_model
-from ._backbones import CropFlip, bar_chart, dataset, fit, params_m
+from ._backbones import CropFlip, background, bar_chart, dataset, fit, params_m
 from .report import Report
 
 CLAIM = ("Without a CNN's inductive biases, a Vision Transformer trained on little data generalises worse than a "
@@ -41,7 +41,7 @@ class Config:
     vit_weight_decay: float = 0.05
     cnn_lr: float = 0.1
     cnn_weight_decay: float = 5e-4
-    augment_pad: int = 1  # augmented ViT run: random crop after zero-padding by this many pixels
+    augment_pad: int = 1  # augmented ViT run: random crop after padding with black by this many pixels
     augment_flip: bool = False  # and horizontal flips (off: a mirrored digit is not the same digit)
     seed: int = 0
 
@@ -72,7 +72,8 @@ def run(cfg: Config, out: Path) -> Report:
     runs = [(kind, n, False) for n in cfg.train_sizes for kind in ("resnet", "vit")] + [("vit", min(cfg.train_sizes), True)]
     rows = []
     for kind, n, augment in runs:
-        train = dataset(cfg.data, "train", n, **data, transform=CropFlip(cfg.augment_pad, cfg.augment_flip) if augment else None)
+        crop = CropFlip(cfg.augment_pad, cfg.augment_flip, background(test)) if augment else None
+        train = dataset(cfg.data, "train", n, **data, transform=crop)
         n = len(train)
         train_eval = torch.utils.data.Subset(dataset(cfg.data, "train", n, **data), range(min(cfg.train_eval_size, n)))
         model = _model(kind, cfg, test.num_classes, test.in_chans)
@@ -108,7 +109,7 @@ def run(cfg: Config, out: Path) -> Report:
                f"about {cfg.steps} steps of batch {cfg.batch_size} (so the epochs over the data scale inversely with its size). ResNet: SGD lr "
                f"{cfg.cnn_lr}, momentum 0.9; ViT: AdamW lr {cfg.vit_lr}, weight decay {cfg.vit_weight_decay}, gradient "
                f"clipping 1; both cosine after a linear warmup over the first 10% of the steps. The augmented ViT run "
-               f"uses random crops of the image zero-padded by {cfg.augment_pad} px{' and flips' if cfg.augment_flip else ''}. "
+               f"uses random crops of the image padded with black by {cfg.augment_pad} px{' and flips' if cfg.augment_flip else ''}. "
                f"Test accuracy on {len(test)} held-out images; train accuracy on up to {cfg.train_eval_size} training "
                "images in eval mode."),
         columns=["model", "train images", "augmentation", "params (M)", "epochs", "train acc (%)", "test acc (%)"],
