@@ -40,7 +40,7 @@ class Config:
     preset: str = "medium"
     scale: tuple[float, float] = (0.5, 0.9)
     noise: float = 3.0  # accuracy differences up to this many points count as ties (one seed per network)
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=64, lr=0.03, weight_decay=1e-5,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=24, batch_size=64, lr=0.03, weight_decay=1e-5,
                                                           warmup_epochs=1.0))
 
 
