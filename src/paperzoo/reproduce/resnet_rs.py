@@ -32,7 +32,7 @@ class Config:
     preset: str = "medium"
     train_size: int = 3000
     test_size: int = 1000
-    epochs: int = 12
+    epochs: int = 36
     batch_size: int = 64
     lr: float = 0.05
     widths: tuple[int, ...] = (16, 32, 64, 128)
