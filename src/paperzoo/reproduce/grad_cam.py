@@ -29,9 +29,9 @@ class Config:
     image_size: int = 32
     scale: tuple[float, float] = (0.25, 0.5)
     max_objects: int = 3
-    train_size: int = 3000
+    train_size: int = 9000
     test_size: int = 1000
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 64
     lr: float = 0.1
     weight_decay: float = 5e-4
