@@ -32,7 +32,7 @@ class Config:
     preset: str = "medium"
     train_size: int = 8000
     test_size: int = 1000
-    epochs: int = 5
+    epochs: int = 15
     batch_size: int = 64
     lr: float = 0.05
     weight_decay: float = 5e-5
