@@ -23,9 +23,9 @@ from ._training import cifar_resnet, fit, plt, scenes
 class LadderConfig:
     depth: int = 14  # CIFAR ResNet used when no model_fn is given
     image_size: int = 16
-    train_size: int = 1500
+    train_size: int = 4000
     test_size: int = 1000
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 64
     lr: float = 0.2  # a high rate, as after the paper's linear scaling to a large batch
     weight_decay: float = 5e-4
