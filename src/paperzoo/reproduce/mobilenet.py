@@ -26,7 +26,7 @@ class Config:
     preset: str = "medium"
     scale: tuple[float, float] = (0.5, 0.9)
     tolerance: float = 2.0  # "about the same": at most this many points below the full-conv net
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=64, lr=0.1, weight_decay=4e-5,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=40, batch_size=64, lr=0.1, weight_decay=4e-5,
                                                           warmup_epochs=1.0))
 
 
