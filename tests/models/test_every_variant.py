@@ -20,14 +20,13 @@ SIZE = 64
 # Where the two references differ, ours follows torchvision and the builder's knob gives timm's variant: timm's
 # EfficientNet/EfficientNetV2 use BatchNorm eps 1e-5 where torchvision's use 1e-3 (``bn_eps``).
 TIMM_KWARGS = {"efficientnet": {"bn_eps": 1e-5}, "efficientnetv2": {"bn_eps": 1e-5}}
-# VGG loads torchvision's layout only: timm's VGG head (a 7x7-conv pre-logits block) has no key map here.
-NO_LOADER = {("vgg", "timm")}
+# timm's VGG computes FC-6 as a 7x7 convolution, equal to our linear layer on a 7x7 map: 224 px input.
+TIMM_SIZE = {"vgg": 224}
 
 
 def _cases() -> list[tuple[str, str]]:
     return [(name, source) for name in pz.list_models() if pz.model_meta(name).paper in SECTIONS
-            for source in ("timm", "torchvision") if source in pz.model_meta(name).reference
-            and (pz.model_meta(name).paper, source) not in NO_LOADER]
+            for source in ("timm", "torchvision") if source in pz.model_meta(name).reference]
 
 
 @pytest.mark.slow
@@ -35,7 +34,7 @@ def _cases() -> list[tuple[str, str]]:
 def test_variant_equals_reference(name: str, source: str) -> None:
     meta = pz.model_meta(name)
     ref_name = meta.reference[source]
-    size = 56 if "patch14" in name else SIZE  # a multiple of the patch size
+    size = 56 if "patch14" in name else TIMM_SIZE.get(meta.paper, SIZE) if source == "timm" else SIZE
     kwargs = {"img_size": size} if meta.paper in TRANSFORMERS else {}
     if source == "timm":
         ref = timm.create_model(ref_name, num_classes=1000, **kwargs)

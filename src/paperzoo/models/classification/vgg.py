@@ -136,6 +136,21 @@ def _from_torchvision(state_dict: dict[str, torch.Tensor], model: nn.Module) -> 
     return out
 
 
+@register_converter("vgg", "timm")
+def _from_timm(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm holds FC-6/FC-7 as 7x7 and 1x1 convolutions (``pre_logits.fc1/fc2``): the same weights, flattened
+    in (channel, row, column) order, are this model's linear layers. Outputs agree where timm's convolution
+    sees exactly a 7x7 map, i.e. at 224x224 input."""
+    names = {"pre_logits.fc1": "pre_logits.fc6", "pre_logits.fc2": "pre_logits.fc7", "head.fc": "fc"}
+    out = {}
+    for k, v in state_dict.items():
+        head, _, leaf = k.rpartition(".")
+        if head in ("pre_logits.fc1", "pre_logits.fc2") and leaf == "weight":
+            v = v.flatten(1)
+        out[f"{names.get(head, head)}.{leaf}"] = v
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # Registered variants: Table 1 configurations, parameters from Table 2 (millions).
 _TV = "https://download.pytorch.org/models/"
