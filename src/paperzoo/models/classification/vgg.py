@@ -125,37 +125,39 @@ class VGG(nn.Module):
         return ["pre_logits", "fc"]
 
 
-@register_converter("vgg", "torchvision")
-def _from_torchvision(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """torchvision keeps FC-6/7/8 in one ``classifier`` sequence (positions 0, 3, 6)."""
-    names = {"classifier.0": "pre_logits.fc6", "classifier.3": "pre_logits.fc7", "classifier.6": "fc"}
+def _rename_head(state_dict: dict[str, torch.Tensor], names: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Rename the modules in ``names`` (FC-6, FC-7, FC-8) to ours; a convolution's weight there is flattened in
+    (channel, row, column) order into the linear layer it equals (a no-op for weights that are already 2-D)."""
     out = {}
     for k, v in state_dict.items():
         head, _, leaf = k.rpartition(".")
-        out[f"{names.get(head, head)}.{leaf}"] = v
-    return out
-
-
-@register_converter("vgg", "timm")
-def _from_timm(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """timm holds FC-6/FC-7 as 7x7 and 1x1 convolutions (``pre_logits.fc1/fc2``): the same weights, flattened
-    in (channel, row, column) order, are this model's linear layers. Outputs agree where timm's convolution
-    sees exactly a 7x7 map, i.e. at 224x224 input."""
-    names = {"pre_logits.fc1": "pre_logits.fc6", "pre_logits.fc2": "pre_logits.fc7", "head.fc": "fc"}
-    out = {}
-    for k, v in state_dict.items():
-        head, _, leaf = k.rpartition(".")
-        if head in ("pre_logits.fc1", "pre_logits.fc2") and leaf == "weight":
+        if head in names and leaf == "weight":
             v = v.flatten(1)
         out[f"{names.get(head, head)}.{leaf}"] = v
     return out
 
 
+@register_converter("vgg", "torchvision")
+def _from_torchvision(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """torchvision keeps FC-6/7/8 in one ``classifier`` sequence (positions 0, 3, 6)."""
+    return _rename_head(state_dict, {"classifier.0": "pre_logits.fc6", "classifier.3": "pre_logits.fc7",
+                                     "classifier.6": "fc"})
+
+
+@register_converter("vgg", "timm")
+def _from_timm(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm holds FC-6/FC-7 as 7x7 and 1x1 convolutions (``pre_logits.fc1/fc2``): the same weights, flattened,
+    are this model's linear layers. Outputs agree where timm's convolution sees exactly a 7x7 map, i.e. at
+    224x224 input."""
+    return _rename_head(state_dict, {"pre_logits.fc1": "pre_logits.fc6", "pre_logits.fc2": "pre_logits.fc7",
+                                     "head.fc": "fc"})
+
+
 # ---------------------------------------------------------------------------------------------------
 # Registered variants: Table 1 configurations, parameters from Table 2 (millions).
 _TV = "https://download.pytorch.org/models/"
-_NOTE = ("timm's vgg computes FC-6/FC-7 as 7x7/1x1 convolutions (the paper's dense evaluation) with a "
-         "different head layout; torchvision is the weight reference")
+_NOTE = ("timm's vgg computes FC-6/FC-7 as 7x7/1x1 convolutions (the paper's dense evaluation); its weights "
+         "load into these linear layers and agree at 224x224; torchvision's layout is the one kept here")
 _VARIANTS = {  # name: config, paper params, torchvision weights, torchvision BN weights
     "vgg11": ("A", 133, "vgg11-8a719046.pth", "vgg11_bn-6002323d.pth"),
     "vgg13": ("B", 133, "vgg13-19584684.pth", "vgg13_bn-abd245e5.pth"),
