@@ -25,8 +25,9 @@ TIMM_SIZE = {"vgg": 224}
 
 
 def _cases() -> list[tuple[str, str]]:
-    return [(name, source) for name in pz.list_models() if pz.model_meta(name).paper in SECTIONS
-            for source in ("timm", "torchvision") if source in pz.model_meta(name).reference]
+    metas = {name: pz.model_meta(name) for name in pz.list_models()}
+    return [(name, source) for name, meta in metas.items() if meta.paper in SECTIONS
+            for source in ("timm", "torchvision") if source in meta.reference]
 
 
 @pytest.mark.slow
