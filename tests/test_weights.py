@@ -111,13 +111,45 @@ def test_pretrained_url_download_is_cached_and_hash_checked(local_server, tmp_pa
     (www / "tmp.pth").rename(www / good)
     model = pz.create_model("resnet20_cifar", pretrained=f"{base}/{good}")
     assert torch.equal(model.conv1.weight, src.conv1.weight)
-    assert (tmp_path / "home" / "weights" / good).exists()
+    from paperzoo.weights import cache_path
+
+    assert cache_path(f"{base}/{good}").exists() and cache_path(f"{base}/{good}").name == good
     # a file whose content does not match the hash prefix in its name is rejected
     (www / "bad-deadbeef.pth").write_bytes((www / good).read_bytes())
     with pytest.raises(WeightsError, match="corrupt"):
         pz.create_model("resnet20_cifar", pretrained=f"{base}/bad-deadbeef.pth")
     with pytest.raises(WeightsError, match="cannot download"):
         pz.create_model("resnet20_cifar", pretrained=f"{base}/missing.pth")
+
+
+def test_download_cache_is_keyed_by_the_whole_url(local_server, tmp_path: Path, monkeypatch) -> None:
+    """Two Hugging Face repositories both serve ``model.safetensors``: the second model must get its own file,
+    not the first one's (the cache used to key files by the URL's last part)."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("PAPERZOO_HOME", str(tmp_path / "home"))
+    www, base = local_server
+    a, b = pz.create_model("resnet20_cifar"), pz.create_model("resnet20_cifar")
+    for name, model in (("a", a), ("b", b)):
+        (www / name).mkdir()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(www / name / "model.safetensors"))
+    first = pz.create_model("resnet20_cifar", pretrained=f"{base}/a/model.safetensors")
+    second = pz.create_model("resnet20_cifar", pretrained=f"{base}/b/model.safetensors")
+    assert torch.equal(first.conv1.weight, a.conv1.weight) and torch.equal(second.conv1.weight, b.conv1.weight)
+    assert not torch.equal(first.conv1.weight, second.conv1.weight)
+    # a published full SHA-256 (``#sha256=``) is checked, on download and again on every later use of the cache
+    digest = hashlib.sha256((www / "a" / "model.safetensors").read_bytes()).hexdigest()
+    url = f"{base}/a/model.safetensors#sha256={digest}"
+    assert torch.equal(pz.create_model("resnet20_cifar", pretrained=url).conv1.weight, a.conv1.weight)
+    with pytest.raises(WeightsError, match="corrupt"):
+        pz.create_model("resnet20_cifar", pretrained=f"{base}/b/model.safetensors#sha256={digest}")
+    from paperzoo.weights import cache_path
+
+    cached = cache_path(url)
+    cached.write_bytes(cached.read_bytes()[:100])  # a damaged cache entry is fetched again, not loaded
+    assert torch.equal(pz.create_model("resnet20_cifar", pretrained=url).conv1.weight, a.conv1.weight)
 
 
 def test_pretrained_source_name_uses_published_url(local_server, tmp_path: Path, monkeypatch) -> None:

@@ -30,7 +30,14 @@ class ModelMeta:
     ``paper_params_m`` and ``paper_gflops`` are the numbers the paper reports (millions of parameters,
     billions of FLOPs where, as in most of these papers, one multiply-add counts as one FLOP).
     ``reference`` maps a reference library ("timm", "torchvision", ...) to its name for the same
-    architecture; tests use it to prove equivalence. ``weights`` maps a source to published weights.
+    architecture; tests use it to prove equivalence. ``weights`` maps a source to published weights (a URL,
+    optionally ending in ``#sha256=HEX`` for a published checksum).
+
+    ``task`` names the task the model is trained and evaluated with (``paperzoo.tasks``; ``--task``
+    overrides it); ``categories`` are the names of its output classes where they are fixed (a detector's
+    COCO classes, background included at index 0 as torchvision has it); ``classifier`` lists the
+    state-dict prefixes of the classification head(s), which a fine-tune to a new ``num_classes``
+    re-initialises (timm's ``default_cfg["classifier"]``).
     """
 
     name: str
@@ -45,6 +52,9 @@ class ModelMeta:
     reference: dict[str, str] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)
     notes: str = ""
+    task: str = "classification"
+    categories: tuple[str, ...] | None = None
+    classifier: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,8 @@ def create_model(
     drop_path_rate: float | None = None,
     features_only: bool = False,
     out_indices: tuple[int, ...] | list[int] | None = None,
+    as_dict: bool = False,
+    pretrained_backbone: str | bool | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model.
@@ -136,10 +148,16 @@ def create_model(
     ``pretrained`` is a local checkpoint path, a URL, or a source name with published weights
     (``"torchvision"``, ``"timm"``; ``True`` takes the model's first listed source). When
     ``num_classes`` differs from the checkpoint's, the classifier is left freshly initialised.
+    ``pretrained_backbone`` (models built on a backbone: detectors, segmenters) loads weights of the
+    backbone alone, given the same way as ``pretrained`` for the backbone's own model name.
+    ``features_only=True`` returns the feature maps at ``out_indices`` as a list (timm's convention), or
+    with ``as_dict=True`` as an ordered dict keyed ``"0"``, ``"1"``, ... (torchvision's, what necks take);
+    either way the extractor has ``feature_info`` and ``out_channels``.
     """
     meta = model_meta(name)
     builder = _REGISTRY[name].builder
-    for key, value in (("num_classes", num_classes), ("in_chans", in_chans), ("drop_path_rate", drop_path_rate)):
+    for key, value in (("num_classes", num_classes), ("in_chans", in_chans), ("drop_path_rate", drop_path_rate),
+                       ("pretrained_backbone", pretrained_backbone)):
         if value is not None:
             kwargs[key] = value
     model = _build(name, builder, kwargs)
@@ -155,9 +173,9 @@ def create_model(
     if features_only:
         from .models._features import FeatureExtractor
 
-        model = FeatureExtractor(model, out_indices)
-    elif out_indices is not None:
-        raise PaperzooError("out_indices only applies with features_only=True")
+        model = FeatureExtractor(model, out_indices, as_dict=as_dict)
+    elif out_indices is not None or as_dict:
+        raise PaperzooError(f"{'out_indices' if out_indices is not None else 'as_dict'} only applies with features_only=True")
     return model
 
 

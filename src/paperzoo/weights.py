@@ -26,7 +26,7 @@ from .errors import WeightsError, unknown
 StateDict = dict[str, torch.Tensor]
 Converter = Callable[[StateDict, nn.Module], StateDict]
 
-SOURCES = ("paperzoo", "timm", "torchvision", "official", "hf", "open_clip", "segment_anything")
+SOURCES = ("paperzoo", "timm", "torchvision", "official", "transformers", "open_clip", "segment-anything")
 _CONVERTERS: dict[tuple[str, str], Converter] = {}
 _MAX_LISTED = 12
 
@@ -54,21 +54,63 @@ def cache_dir() -> Path:
     return Path(home) / "weights"
 
 
-def download(url: str, progress: bool = True) -> Path:
-    """Download ``url`` into the cache once (atomic; torchvision-style ``-<sha256 prefix>`` names are checked)."""
-    from torch.hub import HASH_REGEX, download_url_to_file
+def _published_hash(url: str) -> tuple[str, str | None, str | None]:
+    """(URL to fetch, full SHA-256 from a ``#sha256=HEX`` suffix, SHA-256 prefix from a torchvision-style
+    ``name-<hex>.pth`` file name)."""
+    from torch.hub import HASH_REGEX
 
-    dst = cache_dir() / os.path.basename(url.split("?")[0])
-    if dst.exists():
+    base, _, fragment = url.partition("#")
+    full = fragment[len("sha256="):].lower() if fragment.startswith("sha256=") else None
+    match = HASH_REGEX.search(os.path.basename(base.split("?")[0]))
+    return base, full, match.group(1) if match else None
+
+
+def cache_path(url: str) -> Path:
+    """The cache file of ``url``: a folder per URL (a hash of the whole URL), holding the file under its own
+    name. Hugging Face serves every model as ``model.safetensors``; keying by the last path part alone
+    would hand the second model the first one's weights."""
+    import hashlib
+
+    base = url.partition("#")[0]
+    key = hashlib.sha256(base.encode()).hexdigest()[:16]
+    return cache_dir() / key / (os.path.basename(base.split("?")[0]) or "weights")
+
+
+def download(url: str, progress: bool = True) -> Path:
+    """Download ``url`` into the cache once (atomic). A published checksum is checked: the full SHA-256 of a
+    ``#sha256=HEX`` suffix, or the prefix in a torchvision-style ``-<hex>`` file name; a cached file is
+    checked again before use, so a damaged cache is fetched anew rather than loaded."""
+    import hashlib
+
+    from torch.hub import download_url_to_file
+
+    fetch, full, prefix = _published_hash(url)
+    dst = cache_path(url)
+
+    def intact(path: Path) -> bool:
+        if full is None and prefix is None:
+            return True
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
+        return digest == full if full is not None else digest.startswith(prefix)
+
+    if dst.exists() and intact(dst):
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
-    match = HASH_REGEX.search(dst.name)
+    tmp = dst.with_name(f".{dst.name}.part-{os.getpid()}")
     try:
-        download_url_to_file(url, str(dst), hash_prefix=match.group(1) if match else None, progress=progress)
-    except RuntimeError as e:  # hash mismatch
-        raise WeightsError(f"download of {url} is corrupt ({e}); try again") from None
+        download_url_to_file(fetch, str(tmp), hash_prefix=None, progress=progress)
     except OSError as e:
-        raise WeightsError(f"cannot download {url}: {e}") from None
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"cannot download {fetch}: {e}") from None
+    if not intact(tmp):
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"download of {fetch} is corrupt (its SHA-256 does not match the published "
+                           f"{'checksum' if full else 'hash prefix ' + str(prefix)}); try again")
+    os.replace(tmp, dst)
     return dst
 
 
@@ -201,21 +243,27 @@ def load_pretrained(model: nn.Module, pretrained: str | bool) -> nn.Module:
         if conv is None:
             raise WeightsError(f"no key map from {source} weights to the '{meta.family}' family is registered")
         state = conv(dict(state), model)
-    head = _classifier_prefix(model)
+    heads = classifier_prefixes(model)
+    own = model.state_dict()
     skip: tuple[str, ...] = ()
-    if head and any(k.startswith(head + ".") and v.shape != model.state_dict()[k].shape
-                    for k, v in state.items() if k in model.state_dict()):
-        skip = (head,)  # fine-tuning to a new number of classes: keep the new classifier
-        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    if any(k.startswith(h + ".") and k in own and v.shape != own[k].shape for h in heads for k, v in state.items()):
+        skip = heads  # fine-tuning to a new number of classes: keep the new classifier(s)
+        state = {k: v for k, v in state.items() if not any(k.startswith(h + ".") for h in heads)}
     return load_weights(model, state, "paperzoo", skip=skip)
 
 
-def _classifier_prefix(model: nn.Module) -> str | None:
+def classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """The state-dict prefixes of the model's classification head(s): ``meta.classifier`` where the model
+    declares them (a distilled DeiT has ``head`` and ``head_dist``), else the one linear layer named
+    ``fc``, ``head``, ``classifier`` or ``head.fc``."""
+    declared = getattr(getattr(model, "meta", None), "classifier", ())
+    if declared:
+        return tuple(declared)
     for name in ("fc", "head", "classifier", "head.fc"):
         module = model.get_submodule(name) if _has(model, name) else None
         if isinstance(module, nn.Linear):
-            return name
-    return None
+            return (name,)
+    return ()
 
 
 def _has(model: nn.Module, name: str) -> bool:

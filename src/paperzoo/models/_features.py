@@ -1,6 +1,7 @@
 """``features_only=True`` for any model that implements ``forward_intermediates`` and ``feature_info``."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -23,13 +24,15 @@ class FeatureInfo(list):
 
 
 class FeatureExtractor(nn.Module):
-    """Wraps a backbone so that ``forward`` returns the list of feature maps at ``out_indices``.
+    """Wraps a backbone so that ``forward`` returns the list of feature maps at ``out_indices`` (with
+    ``as_dict``, an ordered dict keyed ``"0"``, ``"1"``, ... in the same order, as necks such as FPN take).
 
     Modules the chosen levels never reach (the classifier, later stages) are removed; ``pruned`` lists
-    their state-dict prefixes so that ``load_weights`` can take a full checkpoint.
+    their state-dict prefixes so that ``load_weights`` can take a full checkpoint. ``out_channels`` lists
+    the channels of each returned map.
     """
 
-    def __init__(self, model: nn.Module, out_indices: Sequence[int] | None = None) -> None:
+    def __init__(self, model: nn.Module, out_indices: Sequence[int] | None = None, as_dict: bool = False) -> None:
         super().__init__()
         name = getattr(getattr(model, "meta", None), "name", type(model).__name__)
         if not hasattr(model, "forward_intermediates") or not hasattr(model, "feature_info"):
@@ -46,6 +49,11 @@ class FeatureExtractor(nn.Module):
         self.pruned: list[str] = list(model.prune_for_features(max(self.out_indices)))
         self.model = model
         self.meta = getattr(model, "meta", None)
+        self.as_dict = as_dict
+        self.out_channels = self.feature_info.channels()
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.model.forward_intermediates(x, self.out_indices)
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | OrderedDict[str, torch.Tensor]:
+        maps = self.model.forward_intermediates(x, self.out_indices)
+        if self.as_dict:
+            return OrderedDict((str(i), m) for i, m in enumerate(maps))
+        return maps
