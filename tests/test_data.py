@@ -85,11 +85,14 @@ def test_shapes_dataset_interface() -> None:
     assert ds.num_classes == len(ds.classes) == 8 and ds.in_chans == 3 and ds.image_size == (32, 32)
     assert torch.equal(ds[3][0], ShapesDataset("train", size=20, image_size=32, cache=False)[3][0])
     assert not torch.equal(ds[3][0], ShapesDataset("val", size=20, image_size=32)[3][0])
-    det = ShapesDataset("val", size=4, task="detect", max_objects=3)
+    det = ShapesDataset("val", size=4, kind="detection", max_objects=3)
     x, t = det[0]
-    assert set(t) == {"boxes", "labels", "masks", "keypoints"} and t["boxes"].dtype == torch.float32
-    _, full = ShapesDataset("val", size=4, task="scene")[1]
-    assert isinstance(full["caption"], str) and full["alpha"].shape == (64, 64)
+    assert set(t) == {"boxes", "labels", "image_id", "area", "iscrowd"} and t["boxes"].dtype == torch.float32
+    assert float(x.min()) >= 0 and float(x.max()) <= 1 and det.num_classes == 9  # background included
+    assert int(t["labels"].min()) >= 1
+    _, full = ShapesDataset("val", size=4, kind="scene")[1]
+    assert isinstance(full["caption"], str) and full["alpha"].shape == (1, 64, 64)
+    assert {"masks", "keypoints", "visibility", "mask"} <= set(full)
     with pytest.raises(IndexError):
         ds.scene(20)
 

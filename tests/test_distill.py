@@ -1,4 +1,4 @@
-"""DeiT's distillation task (paperzoo.train.distill): its loss against hand-computed values, which head
+"""DeiT's distillation task (paperzoo.tasks.distillation): its loss against hand-computed values, which head
 learns from what, and a tiny end-to-end `paperzoo train ... distill.teacher=...` run."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 import paperzoo as pz
 from paperzoo.cli import main
 from paperzoo.errors import ConfigError, PaperzooError
-from paperzoo.train.distill import DeiTDistillationTask
+from paperzoo.tasks.distillation import DeiTDistillationTask
 
 CLS = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 DIST = torch.tensor([[0.0, 0.0, 3.0], [1.0, 0.0, 0.0]])
@@ -40,7 +40,7 @@ def ce(logits: list[float], target: int) -> float:
 def test_hard_distillation_loss_is_half_label_half_teacher_decision() -> None:
     """L = 1/2 CE(class head, y) + 1/2 CE(distillation head, argmax Z_t), computed here by hand."""
     task = DeiTDistillationTask(Fixed(TEACHER))
-    loss, logs = task.loss(Fixed(CLS, DIST), torch.zeros(2, 3, 4, 4), Y)
+    loss, logs = task.loss(Fixed(CLS, DIST), (torch.zeros(2, 3, 4, 4), Y))
     label = (ce([2, 0, 0], 0) + ce([0, 1, 0], 1)) / 2
     teacher = (ce([0, 0, 3], 1) + ce([1, 0, 0], 2)) / 2
     assert loss.item() == pytest.approx(0.5 * label + 0.5 * teacher, rel=1e-6)
@@ -53,7 +53,7 @@ def test_hard_distillation_loss_is_half_label_half_teacher_decision() -> None:
 def test_soft_distillation_loss_is_tau_squared_kl() -> None:
     """L = (1 - a) CE(class head, y) + a tau^2 KL(psi(Z_t/tau) || psi(Z_dist/tau)), by hand (a=0.3, tau=2)."""
     task = DeiTDistillationTask(Fixed(TEACHER), kind="soft", alpha=0.3, tau=2.0)
-    loss, _ = task.loss(Fixed(CLS, DIST), torch.zeros(2, 3, 4, 4), Y)
+    loss, _ = task.loss(Fixed(CLS, DIST), (torch.zeros(2, 3, 4, 4), Y))
 
     def softmax(v: list[float]) -> list[float]:
         e = [math.exp(x) for x in v]
@@ -70,7 +70,7 @@ def test_soft_distillation_loss_is_tau_squared_kl() -> None:
 def test_one_head_student_uses_its_output_for_both_terms() -> None:
     """Without a distillation token (a CNN, plain DeiT), distillation goes through the only head."""
     task = DeiTDistillationTask(Fixed(TEACHER))
-    loss, _ = task.loss(Fixed(CLS), torch.zeros(2, 3, 4, 4), Y)
+    loss, _ = task.loss(Fixed(CLS), (torch.zeros(2, 3, 4, 4), Y))
     expected = 0.5 * (ce([2, 0, 0], 0) + ce([0, 1, 0], 1)) / 2 + 0.5 * (ce([2, 0, 0], 1) + ce([0, 1, 0], 2)) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
@@ -86,7 +86,7 @@ def test_distillation_token_learns_from_the_teacher_and_class_token_from_labels(
     y = torch.tensor([0, 1, 2, 0])
     for alpha, learns, idle in ((1.0, "head_dist", "head"), (0.0, "head", "head_dist")):
         student.zero_grad()
-        loss, _ = DeiTDistillationTask(teacher, alpha=alpha).loss(student.train(), x, y)
+        loss, _ = DeiTDistillationTask(teacher, alpha=alpha).loss(student.train(), (x, y))
         loss.backward()
         assert getattr(student, learns).weight.grad.abs().sum() > 0
         assert getattr(student, idle).weight.grad.abs().sum() == 0

@@ -1,14 +1,16 @@
-"""SGDR and SWA: the papers' equations against PyTorch's CosineAnnealingWarmRestarts and swa_utils."""
+"""SGDR against PyTorch's CosineAnnealingWarmRestarts, and the Trainer's SWA against the paper's Algorithm 1."""
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
-from torch.optim.swa_utils import AveragedModel, update_bn
 
+import paperzoo as pz
 from paperzoo.config import apply_overrides
-from paperzoo.train import TrainConfig
+from paperzoo.train import TrainConfig, Trainer
+from paperzoo.train.callbacks.swa import SWA
 from paperzoo.train.schedules import build_scheduler, sgdr_lr
-from paperzoo.train.swa import bn_update_reference, swa_average_reference
 
 
 def lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
@@ -52,48 +54,64 @@ def test_engine_sgdr_schedule_with_warmup(record_property) -> None:
     assert got == pytest.approx(expected, abs=1e-12)
 
 
-@pytest.mark.paper("swa")
-def test_swa_running_average_equals_averaged_model(record_property) -> None:
-    """Algorithm 1's w_SWA <- (w_SWA n + w) / (n + 1) over 6 models equals torch's AveragedModel (and the mean)."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)).double()
-    avg = AveragedModel(net)
-    ours, seen = None, []
-    for n in range(6):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.normal_()
-        w = [p.detach().clone() for p in net.parameters()]
-        seen.append(w)
-        avg.update_parameters(net)
-        ours = [x.clone() for x in w] if ours is None else swa_average_reference(ours, w, n)
-    record_property("max_abs_diff_vs_torch_AveragedModel",
-                    max(float((a.detach() - b).abs().max()) for a, b in zip(avg.module.parameters(), ours)))
-    record_property("max_abs_diff_vs_mean_of_snapshots",
-                    max(float((b - torch.stack(snapshots).mean(0)).abs().max()) for b, *snapshots in zip(ours, *seen)))
-    for a, b, *snapshots in zip(avg.module.parameters(), ours, *seen):
-        torch.testing.assert_close(a.detach(), b, rtol=1e-12, atol=1e-14)
-        torch.testing.assert_close(b, torch.stack(snapshots).mean(0), rtol=1e-12, atol=1e-14)
+def _swa_trainer(epochs: int = 4, extra=()) -> tuple[Trainer, list[dict[str, torch.Tensor]]]:
+    from paperzoo.data import ShapesDataset
+
+    train = ShapesDataset("train", size=64, image_size=16)
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def keep(trainer: Trainer, row: dict) -> None:  # the weights at each epoch end (a user callback runs after SWA's)
+        snapshots.append({k: v.detach().clone() for k, v in trainer.model.named_parameters()})
+
+    cfg = apply_overrides(TrainConfig(epochs=epochs, batch_size=16, lr=0.05, log_every=2),
+                          ["swa.start=1", "swa.lr=0.02", *extra])
+    t = Trainer(pz.create_model("resnet20_cifar", num_classes=8), train, None, cfg, callbacks=[keep], quiet=True)
+    t.fit()
+    return t, snapshots
 
 
 @pytest.mark.paper("swa")
-def test_bn_update_equals_torch_update_bn(record_property) -> None:
-    """Recomputing BatchNorm statistics for the averaged weights: one pass, the average of the batch
-    statistics, equals torch.optim.swa_utils.update_bn."""
-    torch.manual_seed(1)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.BatchNorm2d(6), torch.nn.ReLU(),
-                              torch.nn.Conv2d(6, 4, 3), torch.nn.BatchNorm2d(4)).double()
-    batches = [torch.randn(8, 3, 9, 9, dtype=torch.float64) * 2 + 1 for _ in range(5)]
-    theirs = AveragedModel(net).module
-    update_bn(batches, theirs)
-    ours = AveragedModel(net).module
-    bn_update_reference(ours, batches)
-    bns = [(a, b) for a, b in zip(ours.modules(), theirs.modules()) if isinstance(a, torch.nn.BatchNorm2d)]
-    record_property("max_abs_diff_running_mean_vs_torch_update_bn",
-                    max(float((a.running_mean - b.running_mean).abs().max()) for a, b in bns))
-    record_property("max_abs_diff_running_var_vs_torch_update_bn",
-                    max(float((a.running_var - b.running_var).abs().max()) for a, b in bns))
-    for a, b in zip(ours.modules(), theirs.modules()):
-        if isinstance(a, torch.nn.BatchNorm2d):
-            torch.testing.assert_close(a.running_mean, b.running_mean, rtol=1e-12, atol=1e-14)
-            torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-12, atol=1e-14)
+def test_engine_swa_is_algorithm_1_running_average(record_property) -> None:
+    """The Trainer's SWA callback: after swa.start, at the end of every cycle (c = 1 epoch) the average becomes
+    (w_SWA n + w) / (n + 1) — Algorithm 1 — computed here by hand from the epoch-end weights; the lr is swa.lr."""
+    t, snaps = _swa_trainer(epochs=4)
+    swa = t.callback(SWA)
+    expected: dict[str, torch.Tensor] = {}
+    for n, snap in enumerate(snaps[1:]):  # epochs 2..4 are averaged (start = 1)
+        expected = {k: v.clone() for k, v in snap.items()} if n == 0 else {k: (expected[k] * n + snap[k]) / (n + 1) for k in snap}
+    got = {k: v.detach() for k, v in swa.module.named_parameters()}
+    worst = max(float((got[k] - expected[k]).abs().max()) for k in expected)
+    record_property("max_abs_diff_swa_average_vs_algorithm_1", worst)
+    record_property("n_averaged", swa.n_averaged)
+    assert swa.n_averaged == 3 and worst < 1e-6
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
+
+
+@pytest.mark.paper("swa")
+def test_engine_swa_recomputes_batchnorm_statistics(record_property) -> None:
+    """After the last epoch the average's BatchNorm statistics are recomputed with one pass over the training
+    data (the paper's BN update): the cumulative mean of each batch's mean and unbiased variance, checked here
+    by hooking the first BN of the averaged model and redoing that pass by hand."""
+    t, _ = _swa_trainer(epochs=3)
+    avg = copy.deepcopy(t.callback(SWA).module)
+    bn = avg.bn1
+    means, variances = [], []
+
+    def record(module, inputs, _):
+        x = inputs[0].transpose(0, 1).flatten(1)
+        means.append(x.mean(1))
+        variances.append(x.var(1, unbiased=True))
+
+    handle = bn.register_forward_hook(record)
+    stored_mean, stored_var = bn.running_mean.clone(), bn.running_var.clone()
+    avg.train()
+    with torch.no_grad():
+        for images, _ in t.loader(t.train_data, t.cfg.epochs, shuffle=False):
+            avg(images)
+    handle.remove()
+    diff_mean = float((stored_mean - torch.stack(means).mean(0)).abs().max())
+    diff_var = float((stored_var - torch.stack(variances).mean(0)).abs().max())
+    record_property("max_abs_diff_running_mean_vs_hand_bn_update", diff_mean)
+    record_property("max_abs_diff_running_var_vs_hand_bn_update", diff_var)
+    assert diff_mean < 1e-5 and diff_var < 1e-4
+    assert not torch.equal(stored_mean, t.model.bn1.running_mean)  # recomputed for the average, not copied

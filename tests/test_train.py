@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 import paperzoo as pz
 from paperzoo.config import apply_overrides
 from paperzoo.errors import ConfigError, PaperzooError
+from paperzoo.tasks import ClassificationTask
 from paperzoo.train import NonFiniteLossError, TrainConfig, Trainer
 from paperzoo.train.checkpoint import list_checkpoints
 
@@ -69,21 +70,17 @@ def test_finished_run_says_so(tiny_shapes, tmp_path: Path, capsys) -> None:
     assert "already finished" in capsys.readouterr().out
 
 
-class _NanAfter:
+class _NanAfter(ClassificationTask):
     """Classification loss that turns NaN from optimizer step ``n`` on."""
 
     def __init__(self, n: int) -> None:
-        from paperzoo.train import ClassificationTask
-
+        super().__init__()
         self.inner, self.n, self.calls = ClassificationTask(), n, 0
 
-    def loss(self, model, x, y):
+    def loss(self, model, batch):
         self.calls += 1
-        loss, logs = self.inner.loss(model, x, y)
+        loss, logs = self.inner.loss(model, batch)
         return (loss * float("nan") if self.calls >= self.n else loss), logs
-
-    def evaluate(self, model, x, y):
-        return self.inner.evaluate(model, x, y)
 
 
 def test_nan_loss_stops_naming_the_step(tiny_shapes, tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ from paperzoo.config import apply_overrides
 from paperzoo.errors import ConfigError, PaperzooError
 from paperzoo.optim import SAM, Lookahead
 from paperzoo.train import TrainConfig, Trainer
+from paperzoo.train.callbacks import EpochEnd
+from paperzoo.train.callbacks.dropblock import DropBlockSchedule
+from paperzoo.train.callbacks.mixing import Mixing
+from paperzoo.train.callbacks.swa import SWA
 from paperzoo.train.tricks import apply_bag_of_tricks, zero_gamma_init
 
 EVERYTHING = ["optimizer=adamw", "lr=0.01", "weight_decay=0.05", "lookahead=true", "lookahead.k=3", "sam.rho=0.05",
@@ -30,7 +34,7 @@ def test_config_keys_compose_sam_over_lookahead_over_adamw() -> None:
     t = Trainer(pz.create_model("resnet20_cifar", num_classes=8), [(torch.zeros(3, 16, 16), 0)] * 32, config=cfg, quiet=True)
     assert isinstance(t.optimizer, SAM) and isinstance(t.optimizer.inner, Lookahead)
     assert isinstance(t.optimizer.inner.inner, torch.optim.AdamW)
-    assert len(t.drop_blocks) == 6  # the blocks of the last two stages of a ResNet-20
+    assert len(t.callback(DropBlockSchedule).blocks) == 6  # the blocks of the last two stages of a ResNet-20
     assert t.optimizer.param_groups is t.optimizer.inner.inner.param_groups
     with pytest.raises(PaperzooError, match="unknown optimizer .adamx."):
         Trainer(pz.create_model("resnet20_cifar"), [(torch.zeros(3, 8, 8), 0)] * 32, config=_cfg(optimizer="adamx"))
@@ -45,7 +49,7 @@ def test_bag_of_tricks_turns_on_the_papers_tricks() -> None:
     assert apply_bag_of_tricks(cfg) == cfg  # idempotent: a resumed run expands to the same recipe
     t = Trainer(pz.create_model("resnet20_cifar", num_classes=8), [(torch.zeros(3, 8, 8), 0)] * 32,
                 config=_cfg("bag_of_tricks=true"), quiet=True)
-    assert t.cfg.zero_gamma and t.batch_transform is not None and t.task.label_smoothing == 0.1
+    assert t.cfg.zero_gamma and t.callback(Mixing) is not None and t.task.label_smoothing == 0.1
 
 
 @pytest.mark.paper("bag-of-tricks")
@@ -84,7 +88,7 @@ def test_everything_at_once_resumes_exactly(tiny_shapes, tmp_path: Path) -> None
     torch.manual_seed(1)
     full = trainer(tmp_path / "a")
     full.fit()
-    assert full.swa.n_averaged == 2 and "swa_val_acc" in full.history[-1]
+    assert full.callback(SWA).n_averaged == 2 and "swa_val_acc" in full.history[-1]
     (tmp_path / "b" / "checkpoints").mkdir(parents=True)
     shutil.copytree(tmp_path / "a" / "checkpoints" / "step-000000006", tmp_path / "b" / "checkpoints" / "step-000000006")
     torch.manual_seed(123)  # a restarted process starts from unrelated RNG state
@@ -92,31 +96,10 @@ def test_everything_at_once_resumes_exactly(tiny_shapes, tmp_path: Path) -> None
     resumed.fit(resume=True)
     for (k, v), w in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(v, w), k
-    for (k, v), w in zip(full.swa.average.state_dict().items(), resumed.swa.average.state_dict().values()):
+    for (k, v), w in zip(full.callback(SWA).average.state_dict().items(), resumed.callback(SWA).average.state_dict().values()):
         assert torch.equal(v, w), k
     assert full.optimizer.inner.fast_steps == resumed.optimizer.inner.fast_steps == 12
     assert full.history[-1]["swa_val_loss"] == resumed.history[-1]["swa_val_loss"]
-
-
-def test_swa_in_the_engine_is_the_papers_average(tiny_shapes) -> None:
-    """The engine's SWA model holds the equal-weight average of the weights at the end of each epoch after
-    swa.start (Algorithm 1, cycle c = 1 epoch), with BN statistics recomputed for it."""
-    train, val = tiny_shapes
-    snapshots = []
-
-    def keep(trainer: Trainer, row: dict) -> None:
-        snapshots.append({k: v.clone() for k, v in trainer.model.named_parameters()})
-
-    t = Trainer(pz.create_model("resnet20_cifar", num_classes=8), train, val,
-                _cfg("swa.start=1", "swa.lr=0.02", epochs=4), callbacks=[keep], quiet=True)
-    t.fit()
-    averaged = dict(t.swa.module.named_parameters())
-    for name in averaged:
-        expected = torch.stack([s[name] for s in snapshots[1:]]).mean(0)
-        torch.testing.assert_close(averaged[name], expected, rtol=1e-5, atol=1e-6)
-    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
-    bn = t.swa.module.bn1
-    assert not torch.equal(bn.running_mean, t.model.bn1.running_mean)  # recomputed, not copied
 
 
 def test_dropblock_keep_prob_is_scheduled(tiny_shapes) -> None:
@@ -124,7 +107,7 @@ def test_dropblock_keep_prob_is_scheduled(tiny_shapes) -> None:
     t = Trainer(pz.create_model("resnet20_cifar", num_classes=8), train,
                 config=_cfg("dropblock.drop_prob=0.3", "dropblock.block_size=3", epochs=2), quiet=True)
     ramps = []
-    t.callbacks.append(lambda tr, row: ramps.append(tr.drop_blocks[0].ramp))
+    t.callbacks.append(EpochEnd(lambda tr, row: ramps.append(tr.callback(DropBlockSchedule).blocks[0].ramp)))
     t.fit()
     assert ramps == pytest.approx([3 / 8, 7 / 8])  # set before each step: step / total_steps
 
@@ -149,8 +132,8 @@ def test_training_ladder_adds_one_trick_per_rung(tmp_path: Path, record_property
 
 
 def test_show_lists_code_of_module_level_entry_points(capsys) -> None:
-    """`paperzoo show` finds the file of an entry point that is an attribute of a module (train/swa.py's SWA)."""
+    """`paperzoo show` finds the file of an entry point that is an attribute of a module (train/callbacks/swa.py's SWA)."""
     from paperzoo.cli import main
 
     main(["show", "swa"])
-    assert "paperzoo/train/swa.py" in capsys.readouterr().out
+    assert "paperzoo/train/callbacks/swa.py" in capsys.readouterr().out

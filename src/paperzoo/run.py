@@ -11,7 +11,7 @@ from .data import get_dataset
 from .errors import PaperzooError
 from .registry import create_model, model_meta
 from .train import Trainer, TrainConfig, evaluate
-from .train.distill import build_distillation_task
+from .tasks.distillation import build_distillation_task
 from .weights import load_weights
 
 BUILTIN_DEFAULT_SIZE = 32

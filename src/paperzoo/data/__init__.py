@@ -1,11 +1,13 @@
-"""Data: built-in datasets (synthetic scenes, digits), user image folders, one ``(image, target)`` interface."""
+"""Data: built-in datasets (synthetic scenes, digits), user image folders and COCO json files, one
+``(image, target)`` interface; dense targets are torchvision tv_tensors and follow transforms.v2."""
 from .datasets import (
     BUILTIN,
+    KINDS,
     DigitsDataset,
     ImageFolderDataset,
     ShapesDataset,
-    collate,
     get_dataset,
+    scene_target,
 )
 from .mixing import CutMix, MixUp, MixUpOrCutMix
 from .randaugment import RandAugment
@@ -21,7 +23,8 @@ __all__ = [
     "Scene",
     "SceneConfig",
     "ShapesDataset",
-    "collate",
+    "KINDS",
+    "scene_target",
     "get_dataset",
     "make_config",
     "render_scene",

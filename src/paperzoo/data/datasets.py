@@ -14,50 +14,69 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 
 from ..errors import DataError, unknown
 from .shapes import MAX_KEYPOINTS, Scene, make_config, render_scene
 
 SPLITS = ("train", "val", "test")
-TASKS = ("classify", "detect", "scene")
+# What a synthetic scene can be served as (a task's ``data`` kind); "scene" gives every annotation at once.
+KINDS = ("classification", "detection", "instances", "keypoints", "segmentation", "matting", "captioning", "scene")
 BUILTIN = ("shapes", "digits")
 
 
 class ShapesDataset(Dataset):
     """Seeded synthetic scenes (see ``paperzoo.data.shapes``); sample ``i`` of a split never changes.
 
-    ``task="classify"`` gives ``(image, label)``; ``"detect"`` gives ``(image, {boxes, labels, masks,
-    keypoints})`` in torchvision's detection format (labels start at 0; add 1 for a background class);
-    ``"scene"`` gives every annotation, caption and alpha matte included. Scenes are rendered on first
-    access and kept (as uint8) unless ``cache=False``.
+    ``kind`` says what a sample is (every kind comes from the same rendered scene):
+
+    * ``"classification"``: ``(image, label)``, the class of the largest object;
+    * ``"detection"``: ``(image, target)`` with ``boxes`` (``tv_tensors.BoundingBoxes``, XYXY pixels), ``labels``
+      (1..K: 0 is the background, as torchvision's detectors have it), ``image_id``, ``area``, ``iscrowd``;
+    * ``"instances"``: detection plus ``masks`` (``tv_tensors.Mask``, N x H x W, the visible part);
+    * ``"keypoints"``: detection plus ``keypoints`` (``tv_tensors.KeyPoints``, N x 8 x 2: each shape's corners,
+      padded) and ``visibility`` (N x 8: 2 visible, 1 occluded, 0 absent);
+    * ``"segmentation"``: ``{"mask": Mask (H, W)}`` with each pixel's class 1..K (0 background);
+    * ``"matting"``: ``{"alpha": Mask (1, H, W)}``, the exact foreground coverage in [0, 1];
+    * ``"captioning"``: ``{"caption": str}``;
+    * ``"scene"``: all of the above in one target (and ``label``, ``colors``).
+
+    Dense kinds give images in [0, 1] unless ``normalize=True`` (classification normalises by default); their
+    ``num_classes`` counts the background. ``transform`` acts on the image alone, ``transforms`` on
+    ``(image, target)`` (torchvision's v2 convention: boxes, masks and keypoints follow). Scenes are rendered on
+    first access and kept (as uint8) unless ``cache=False``.
     """
 
     def __init__(
         self,
         split: str = "train",
         size: int | None = None,
-        task: str = "classify",
+        kind: str = "classification",
         preset: str = "medium",
         seed: int = 0,
-        normalize: bool = True,
+        normalize: bool | None = None,
         cache: bool = True,
         transform: Any = None,
+        transforms: Any = None,
         **knobs: Any,
     ) -> None:
         if split not in SPLITS:
             raise unknown("split", split, SPLITS)
-        if task not in TASKS:
-            raise unknown("shapes task", task, TASKS)
-        self.split, self.task, self.seed = split, task, seed
+        if kind not in KINDS:
+            raise unknown("kind of synthetic-scene sample", kind, KINDS)
+        self.split, self.kind, self.seed = split, kind, seed
         self.config = make_config(preset, **knobs)
         self.size = size if size is not None else {"train": 5000, "val": 1000, "test": 1000}[split]
+        dense = kind != "classification"
         self.classes = list(self.config.classes)
-        self.num_classes = len(self.classes)
+        self.categories = ("__background__", *self.classes) if dense else tuple(self.classes)
+        self.num_classes = len(self.categories)
         self.in_chans = 3
         self.image_size = (self.config.image_size, self.config.image_size)
+        normalize = not dense if normalize is None else normalize
         self.mean = (0.5, 0.5, 0.5) if normalize else (0.0, 0.0, 0.0)
         self.std = (0.25, 0.25, 0.25) if normalize else (1.0, 1.0, 1.0)
-        self.transform = transform
+        self.transform, self.transforms = transform, transforms
         self._cache: dict[int, Scene] | None = {} if cache else None
         self._images: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
@@ -72,7 +91,7 @@ class ShapesDataset(Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         scene = render_scene(self.config, [self.seed, SPLITS.index(self.split), index])
-        if self._cache is not None and self.task != "classify":
+        if self._cache is not None and self.kind != "classification":
             self._cache[index] = scene
         return scene
 
@@ -90,8 +109,12 @@ class ShapesDataset(Dataset):
             self._labels = torch.tensor([s.label for s in scenes])
         return self._images, self._labels
 
+    def target(self, index: int) -> dict[str, Any]:
+        """The dense target of sample ``index`` for this dataset's kind."""
+        return scene_target(self.scene(index), self.kind, index)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
-        if self.task == "classify":
+        if self.kind == "classification":
             if self._cache is not None:
                 images, labels = self.materialize()
                 image, target = images[index], int(labels[index])
@@ -101,20 +124,47 @@ class ShapesDataset(Dataset):
             x = self._to_tensor(image)
         else:
             s = self.scene(index)
-            x = self._to_tensor(s.image)
-            target = {
-                "boxes": torch.from_numpy(s.boxes),
-                "labels": torch.from_numpy(s.labels),
-                "masks": torch.from_numpy(s.masks),
-                "keypoints": torch.from_numpy(s.keypoints),
-            }
-            if self.task == "scene":
-                target.update(label=s.label, alpha=torch.from_numpy(s.alpha), caption=s.caption, colors=s.colors)
+            x = tv_tensors.Image(self._to_tensor(s.image))
+            target = scene_target(s, self.kind, index)
         if self.transform is not None:
             x = self.transform(x)
+        if self.transforms is not None:
+            x, target = self.transforms(x, target)
         return x, target
 
     max_keypoints = MAX_KEYPOINTS
+
+
+def scene_target(s: Scene, kind: str, image_id: int = 0) -> dict[str, Any]:
+    """A rendered scene's annotations in the dense-sample format (see ``ShapesDataset``)."""
+    h, w = s.image.shape[:2]
+    target: dict[str, Any] = {"image_id": image_id}
+    if kind in ("detection", "instances", "keypoints", "scene"):
+        boxes = torch.from_numpy(s.boxes).reshape(-1, 4)
+        target.update(
+            boxes=tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+            labels=torch.from_numpy(s.labels) + 1,
+            area=torch.from_numpy(s.masks.reshape(len(s.labels), -1).sum(1).astype(np.float32)),
+            iscrowd=torch.zeros(len(s.labels), dtype=torch.int64),
+        )
+    if kind in ("instances", "scene"):
+        target["masks"] = tv_tensors.Mask(torch.from_numpy(s.masks.astype(np.uint8)))
+    if kind in ("keypoints", "scene"):
+        kp = torch.from_numpy(s.keypoints)
+        target["keypoints"] = tv_tensors.KeyPoints(kp[..., :2].contiguous(), canvas_size=(h, w))
+        target["visibility"] = kp[..., 2].to(torch.int64)
+    if kind in ("segmentation", "scene"):
+        semantic = np.zeros((h, w), np.int64)
+        for m, label in zip(s.masks, s.labels):
+            semantic[m] = label + 1
+        target["mask"] = tv_tensors.Mask(torch.from_numpy(semantic))
+    if kind in ("matting", "scene"):
+        target["alpha"] = tv_tensors.Mask(torch.from_numpy(s.alpha)[None])
+    if kind in ("captioning", "scene"):
+        target["caption"] = s.caption
+    if kind == "scene":
+        target.update(label=s.label, colors=s.colors)
+    return target
 
 
 class DigitsDataset(Dataset):
@@ -236,12 +286,3 @@ def get_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
     if "/" in name or "\\" in name or Path(name).exists():
         return ImageFolderDataset(name, split, **kwargs)
     raise unknown("dataset", name, BUILTIN, "expected shapes, digits or a path to an image folder")
-
-
-def collate(batch: list[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any]:
-    """Stack images; stack integer targets, keep dict targets as a list (variable object counts)."""
-    images = torch.stack([b[0] for b in batch])
-    targets = [b[1] for b in batch]
-    if isinstance(targets[0], int):
-        return images, torch.tensor(targets)
-    return images, targets

@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+
+from typing import Any
 
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -63,16 +66,28 @@ def op_parameter(op: str, magnitude: float) -> float | None:
     raise KeyError(op)
 
 
+GEOMETRIC = {"rotate", "shear_x", "shear_y", "translate_x", "translate_y"}
+
+
+def _canvas(inpt: torch.Tensor) -> tuple[int, int]:
+    size = getattr(inpt, "canvas_size", None)  # BoundingBoxes and KeyPoints carry the image size they live on
+    return tuple(size) if size is not None else tuple(inpt.shape[-2:])
+
+
 def apply_op(img: torch.Tensor, op: str, magnitude: float, sign: float = 1.0,
              interpolation: InterpolationMode = InterpolationMode.NEAREST, fill: int = 128) -> torch.Tensor:
-    """Apply one operation to a uint8 CHW image at magnitude ``magnitude`` (``sign`` +-1 for signed ops)."""
+    """Apply one operation to a uint8 CHW image at magnitude ``magnitude`` (``sign`` +-1 for signed ops).
+
+    ``img`` may also be a target of the same image (``tv_tensors.BoundingBoxes``, ``Mask``, ``KeyPoints``):
+    geometric operations move it exactly as they move the image (torchvision's functional transforms dispatch
+    on the type); colour operations leave it unchanged."""
     v = op_parameter(op, magnitude)
     if v is not None and op in SIGNED:
         v *= sign
-    h, w = img.shape[-2:]
-    fills = [float(fill)] * img.shape[-3]
-    if op == "identity":
+    if op == "identity" or (op not in GEOMETRIC and not _is_image(img)):
         return img
+    h, w = _canvas(img)
+    fills = [float(fill)] * img.shape[-3] if _is_image(img) else None
     if op == "autocontrast":
         return TF.autocontrast(img)
     if op == "equalize":
@@ -100,6 +115,15 @@ def apply_op(img: torch.Tensor, op: str, magnitude: float, sign: float = 1.0,
         shift = [int(round(v * w)), 0] if op == "translate_x" else [0, int(round(v * h))]
         return TF.affine(img, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=interpolation, fill=fills)
     raise KeyError(op)
+
+
+def _is_spatial(x: Any) -> bool:
+    """A target that lives on the image plane: boxes, masks, keypoints."""
+    return isinstance(x, (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.KeyPoints))
+
+
+def _is_image(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and not _is_spatial(x)
 
 
 @contextlib.contextmanager
@@ -139,9 +163,12 @@ class RandAugment:
         signs = torch.where(torch.rand(self.num_ops) < 0.5, -1.0, 1.0).tolist()
         return [(self.ops[i], s) for i, s in zip(idx, signs)]
 
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+    def __call__(self, img: torch.Tensor, target: Any = None) -> Any:
+        """Augment an image, or an image and its target: with a target dict, its boxes, masks and keypoints
+        follow the geometric operations (masks fill with 0), and objects pushed out of the image are dropped
+        (``transforms.sanitize``). Returns the image, or ``(image, target)`` when a target was given."""
         if self.num_ops == 0:
-            return img
+            return img if target is None else (img, target)
         ops = self.sample()
         uint8 = img.dtype == torch.uint8
         x = img
@@ -149,18 +176,28 @@ class RandAugment:
             if self.mean is not None:
                 x = x * self.std + self.mean
             x = x.clamp(0, 1).mul(255).round().to(torch.uint8)
+        dense = isinstance(target, dict)
         with _one_thread():
             for op, sign in ops:
                 x = apply_op(x, op, self.magnitude, sign, self.interpolation, self.fill)
-        if uint8:
-            return x
-        x = x.float().div_(255)
-        return (x - self.mean) / self.std if self.mean is not None else x
+                if dense and op in GEOMETRIC:
+                    target = {k: apply_op(v, op, self.magnitude, sign, self.interpolation, 0) if _is_spatial(v) else v
+                              for k, v in target.items()}
+        if dense:
+            from .transforms import sanitize
+
+            target = sanitize(target)
+        if not uint8:
+            x = x.float().div_(255)
+            x = (x - self.mean) / self.std if self.mean is not None else x
+        if isinstance(img, tv_tensors.Image):
+            x = tv_tensors.Image(x)
+        return x if target is None else (x, target)
 
     def __repr__(self) -> str:
         return f"RandAugment(num_ops={self.num_ops}, magnitude={self.magnitude})"
 
 
-def randaugment_for(dataset: object, num_ops: int, magnitude: float) -> Callable[[torch.Tensor], torch.Tensor]:
+def randaugment_for(dataset: object, num_ops: int, magnitude: float) -> RandAugment:
     """RandAugment for the normalised images of a paperzoo dataset (its ``mean``/``std``)."""
     return RandAugment(num_ops, magnitude, mean=getattr(dataset, "mean", None), std=getattr(dataset, "std", None))

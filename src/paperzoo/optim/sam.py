@@ -26,7 +26,10 @@ from ._wrapper import WrappedOptimizer
 
 
 class SAM(WrappedOptimizer):
-    """SAM over ``base_optimizer``; per-group ``rho`` and ``adaptive`` may be set in the parameter groups."""
+    """SAM over ``base_optimizer``; per-group ``rho`` and ``adaptive`` may be set in the parameter groups.
+    ``step`` needs a closure (``needs_closure``): the Trainer passes one that re-runs the batch."""
+
+    needs_closure = True
 
     def __init__(self, params: Iterable[Any], base_optimizer: Callable[..., Optimizer], rho: float = 0.05,
                  adaptive: bool = False, **base_kwargs: Any) -> None:

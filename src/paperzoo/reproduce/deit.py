@@ -5,7 +5,7 @@ distillation through the distillation token beats no distillation and beats the 
 through the class token. Here a CNN teacher (the paper's CIFAR ResNet-20) is trained first, within the
 same run, then three identical width/depth-reduced DeiT students for the same number of steps: without
 distillation, with hard distillation through the class token alone, and DeiT⚗ with the distillation token
-(``paperzoo.train.distill.DeiTDistillationTask``; evaluation averages its two heads). The data are the
+(``paperzoo.tasks.distillation.DeiTDistillationTask``; evaluation averages its two heads). The data are the
 real 8x8 handwritten digits, on which these small transformers learn within a CPU budget (see
 ``_backbones``); the students train on random crops, the setting in which a teacher's hard label can
 differ from the ground truth.
@@ -19,7 +19,7 @@ import torch
 
 from ..registry import create_model
 from ..train.config import MixUpConfig
-from ..train.distill import DeiTDistillationTask
+from ..tasks.distillation import DeiTDistillationTask
 from ._backbones import CropFlip, background, bar_chart, dataset, fit, params_m
 from .report import Report
 

@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 from ..data.dct import STATIC_SELECTIONS, channel_stats, images_to_dct, selection_index
 from ..models.classification.resnet import Bottleneck, ResNet
 from ..models.classification.resnet_dct import ResNetDCT
-from ..train.tasks import ClassificationTask
+from ..tasks import ClassificationTask
 from ._cnn import bar_chart, shapes, train
 from .report import Report
 
@@ -54,8 +54,8 @@ class GatedTask(ClassificationTask):
         super().__init__()
         self.lam = lam
 
-    def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor):
-        loss, logs = super().loss(model, images, targets)
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
+        loss, logs = super().loss(model, batch)
         gate = model.gate.last_gate
         logs["channels_kept"] = gate.detach().sum(1).mean()
         return loss + self.lam * gate.mean(), logs

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..train.callbacks.swa import SWA
 from ._training import cifar_resnet, fit, plt, predictions, scenes, train_eval_subset
 from .report import Report
 
@@ -79,7 +80,7 @@ def run(cfg: Config, out: Path) -> Report:
     swa_model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed)
     swa_hist, trainer = fit(swa_model, train, test, None, [f"swa.start={cfg.swa_start}", f"swa.lr={cfg.swa_lr}", "swa.anneal_epochs=1"],
                             **common)
-    averaged = trainer.swa.module
+    averaged = trainer.callback(SWA).module
     steps = torch.linspace(0, cfg.radius, 6)
     g = torch.Generator().manual_seed(cfg.seed)
     curves = {"SGD": [], "SWA": []}

@@ -1,5 +1,6 @@
 """The one training engine. Every paper's training, ``paperzoo train`` and every reproduction go through
-``Trainer``; tasks (``tasks.py``) change the loss and metrics, never the loop.
+``Trainer``; a task (``paperzoo.tasks``) says what a batch, the loss, a prediction and the metrics are (and may
+own its training step); callbacks (``train.callbacks``) add the training techniques. The loop never changes.
 
 What it guarantees:
 
@@ -16,8 +17,10 @@ What it guarantees:
 * **Training techniques** (section C of the papers) are config keys that compose: the optimizer
   (``optimizer=``, ``lookahead=true``, ``sam.rho=``), schedules (``schedule=sgdr``, ``swa.start=``),
   regularisers (``mixup.alpha``, ``cutmix.alpha``, ``randaugment.n``, ``dropblock.drop_prob``,
-  ``label_smoothing``, ``drop_path_rate``) and ``bag_of_tricks=true``. Their state (Lookahead's slow
-  weights, the SWA average, mixing randomness) is checkpointed with the rest.
+  ``label_smoothing``, ``drop_path_rate``) and ``bag_of_tricks=true``. Each is a callback with a
+  ``state_dict`` (Lookahead's slow weights live in the optimizer), so exact resume covers them. An optimizer
+  whose step needs a closure (SAM's second pass) gets one that re-runs the batch with BatchNorm statistics
+  frozen.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,18 +44,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import dump_yaml
-from ..data.mixing import MixUpOrCutMix
-from ..data.randaugment import randaugment_for
 from ..errors import ConfigError, PaperzooError, unknown
-from ..layers.dropblock import add_drop_block, drop_blocks_of
-from ..optim import SAM, normalized_weight_decay
+from ..tasks import ClassificationTask, Task
+from .callbacks import BatchTransform, Callback, as_callback, from_config
 from .checkpoint import clean_temporaries, list_checkpoints, load_latest, save_checkpoint, save_weights
 from .config import TrainConfig
 from .optimizers import build_optimizer
-from .schedules import build_scheduler, sgdr_cycle
-from .swa import SWA
-from .tasks import ClassificationTask
-from .tricks import apply_bag_of_tricks, zero_gamma_init
+from .schedules import build_scheduler
+from .tricks import apply_bag_of_tricks
 
 
 class NonFiniteLossError(PaperzooError):
@@ -72,21 +71,6 @@ class _NonFinite(Exception):
 
     def __init__(self, value: float) -> None:
         self.value = value
-
-
-@contextlib.contextmanager
-def _frozen_norm_statistics(model: nn.Module) -> Iterator[None]:
-    """BatchNorm running statistics stay as they are (SAM's second pass sees the same batch again)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, tracked) in zip(norms, saved):
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(tracked)
 
 
 # --------------------------------------------------------------------------------------- distributed
@@ -130,23 +114,24 @@ class _SeededSamples(Dataset):
     """Wraps a dataset so that sample ``(epoch, i)`` draws its augmentation randomness from a seed fixed
     by (seed, epoch, i): identical whichever worker loads it and whether or not the run was resumed."""
 
-    def __init__(self, dataset: Dataset, seed: int, augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(self, dataset: Dataset, seed: int, augment: Sequence[Callable[[Any], Any]] = ()) -> None:
         self.dataset = dataset
         self.seed = seed
-        self.augment = augment  # an extra per-image transform (RandAugment), seeded the same way
+        self.augment = list(augment)  # per-sample transforms of callbacks (RandAugment), seeded the same way
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
-        if getattr(self.dataset, "transform", None) is None and self.augment is None:
+        random_inside = getattr(self.dataset, "transform", None) is not None or getattr(self.dataset, "transforms", None) is not None
+        if not random_inside and not self.augment:
             return self.dataset[index]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
             sample = self.dataset[index]
-            if self.augment is not None:
-                sample = (self.augment(sample[0]), *sample[1:])
+            for augment in self.augment:
+                sample = augment(sample)
             return sample
 
 
@@ -172,39 +157,18 @@ class _EpochBatches(Sampler):
             yield [(self.epoch, i) for i in mine]
 
 
-def _collate(batch: list[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any]:
-    images = torch.stack([b[0] for b in batch])
-    targets = [b[1] for b in batch]
-    if isinstance(targets[0], (int, np.integer)):
-        return images, torch.tensor([int(t) for t in targets])
-    if isinstance(targets[0], torch.Tensor):
-        return images, torch.stack(targets)
-    return images, targets
-
-
-def _to(obj: Any, device: torch.device) -> Any:
+def to_device(obj: Any, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> Any:
+    """Move a batch (tensors, tv_tensors, and lists, tuples and dicts of them) to ``device``; image batches
+    (4-d float tensors) take ``memory_format``."""
     if isinstance(obj, torch.Tensor):
+        if obj.ndim == 4 and obj.is_floating_point():
+            return obj.to(device, non_blocking=True, memory_format=memory_format)
         return obj.to(device, non_blocking=True)
     if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to(v, device) for v in obj]
+        return {k: to_device(v, device, memory_format) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device, memory_format) for v in obj)
     return obj
-
-
-def _split(obj: Any, parts: int) -> list[Any]:
-    """Split a batch (tensor, list, or dict of those) into ``parts`` micro-batches."""
-    if parts == 1:
-        return [obj]
-    if isinstance(obj, torch.Tensor):
-        return list(obj.chunk(parts))
-    if isinstance(obj, list):
-        k = math.ceil(len(obj) / parts)
-        return [obj[i * k:(i + 1) * k] for i in range(parts)]
-    if isinstance(obj, dict):
-        pieces = {key: _split(v, parts) for key, v in obj.items()}
-        return [{key: pieces[key][i] for key in obj} for i in range(parts)]
-    raise TypeError(f"cannot split a batch of type {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------------------- logging
@@ -267,45 +231,74 @@ class _Log:
 
 
 # --------------------------------------------------------------------------------------- evaluation
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, task: Any = None, batch_size: int = 128, device: torch.device | str | None = None,
-             amp: str = "none", info: DistInfo = DistInfo(), memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
-    """Average ``task.evaluate`` metrics of ``model`` over ``dataset`` (sharded over processes under torchrun)."""
+def evaluate(model: nn.Module, dataset: Dataset, task: Task | None = None, batch_size: int = 128,
+             device: torch.device | str | None = None, amp: str = "none", info: DistInfo = DistInfo(),
+             memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
+    """The task's metrics of ``model`` on ``dataset`` (default task: classification): ``task.predict`` on each
+    batch, fed to one ``task.evaluator()``; under torchrun each process takes its shard and the evaluator is
+    synchronised before ``compute``."""
     task = task or ClassificationTask()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    sums: dict[str, torch.Tensor] = {}
+    evaluator = task.evaluator()
     idx = list(range(info.rank, len(dataset), info.world))
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-                if amp != "none" else contextlib.nullcontext())
     for start in range(0, len(idx), batch_size):
-        images, targets = _collate([dataset[i] for i in idx[start:start + batch_size]])
-        images = images.to(device, memory_format=memory_format)
-        with autocast:
-            out = task.evaluate(model, images, _to(targets, device))
-        for k, v in out.items():
-            sums[k] = sums.get(k, torch.zeros((), device=device)) + v.float()
+        batch = to_device(task.collate([dataset[i] for i in idx[start:start + batch_size]]), device, memory_format)
+        with _autocast(device, amp):
+            predictions = task.predict(model, batch)
+        evaluator.update(predictions, batch)
     if info.enabled:
-        keys = sorted(sums)
-        vec = torch.stack([sums[k] for k in keys]) if keys else torch.zeros(0, device=device)
-        dist.all_reduce(vec)
-        sums = dict(zip(keys, vec))
+        evaluator.synchronize()
     model.train(was_training)
-    count = float(sums.pop("count", torch.tensor(1.0)))
-    return {k: float(v) / max(count, 1.0) for k, v in sums.items()}
+    return evaluator.compute()
+
+
+def default_task(model: nn.Module, cfg: TrainConfig) -> Task:
+    """The task of the model's metadata (``meta.task``); classification takes the config's label smoothing."""
+    from ..tasks import get_task
+    from ..weights import _inner
+
+    inner, _ = _inner(model)
+    name = getattr(getattr(inner, "meta", None) or getattr(model, "meta", None), "task", "classification")
+    if name == "classification":
+        return ClassificationTask(cfg.label_smoothing)
+    return get_task(name)
+
+
+@contextlib.contextmanager
+def frozen_norm_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm running statistics stay as they are (a closure re-evaluating the same batch: SAM's second pass)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
 
 # --------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Train ``model`` on ``train_data`` (and validate on ``val_data``) as ``config`` says.
 
-    ``task`` supplies loss and metrics (default: classification). ``optimizer`` and ``scheduler`` may be
-    given; otherwise they are built from the config. ``batch_transform(images, targets, generator)``
-    acts on each batch with the trainer's checkpointed generator (default: mixup/CutMix as configured).
-    ``callbacks`` are called as ``cb(trainer, row)`` at each epoch end and may add numbers to the epoch's
-    row. ``out`` (or ``config.out``) is the run directory; without one nothing is written. ``fit()``
-    returns the list of per-epoch metric rows.
+    ``task`` supplies batching, loss, predictions and metrics (default: the model's ``meta.task``).
+    ``optimizer`` and ``scheduler`` may be given; otherwise they are built from the config.
+    ``callbacks`` are ``train.callbacks.Callback`` objects or plain functions ``fn(trainer, row)`` called at each
+    epoch end (they may add numbers to the epoch's row); the config's techniques add their own callbacks.
+    ``batch_transform(images, targets, generator)`` acts on each batch with the trainer's checkpointed generator,
+    in place of the config's mixup/CutMix. ``out`` (or ``config.out``) is the run directory; without one nothing
+    is written. ``fit()`` returns the list of per-epoch metric rows.
     """
 
     def __init__(
@@ -314,13 +307,13 @@ class Trainer:
         train_data: Dataset,
         val_data: Dataset | None = None,
         config: TrainConfig | None = None,
-        task: Any = None,
+        task: Task | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         scheduler: Any = None,
         out: str | Path | None = None,
         quiet: bool = False,
         batch_transform: Callable[[torch.Tensor, Any, torch.Generator], tuple[torch.Tensor, Any]] | None = None,
-        callbacks: list[Callable[[Trainer, dict[str, Any]], None]] = (),
+        callbacks: Sequence[Callback | Callable[[Trainer, dict[str, Any]], None]] = (),
     ) -> None:
         cfg = config or TrainConfig()
         if cfg.bag_of_tricks:
@@ -347,34 +340,28 @@ class Trainer:
 
         self.out = Path(out or cfg.out) if (out or cfg.out) else None
         self.train_data, self.val_data = train_data, val_data
-        self.task = task or ClassificationTask(cfg.label_smoothing)
-        self.batch_transform = batch_transform or self._mixing(model, train_data)
-        self.augment = randaugment_for(train_data, cfg.randaugment.n, cfg.randaugment.m) if cfg.randaugment.n > 0 else None
-        self.callbacks = list(callbacks)
+        self.task = task or default_task(model, cfg)
+        techniques = from_config(cfg, model, train_data)
+        if batch_transform is not None:  # replaces the config's batch mixing
+            from .callbacks.mixing import Mixing
+
+            techniques = [c for c in techniques if not isinstance(c, Mixing)] + [BatchTransform(batch_transform)]
+        self.callbacks: list[Callback] = techniques + [as_callback(c) for c in callbacks]
         self.generator = torch.Generator().manual_seed(cfg.seed * 31 + 17 + self.info.rank)  # batch-level randomness
 
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        if cfg.zero_gamma:
-            zero_gamma_init(model)
-        self.drop_blocks = drop_blocks_of(model)  # scheduled by the Trainer (keep_prob ramp)
-        if cfg.dropblock.drop_prob > 0 and not self.drop_blocks:
-            self.drop_blocks = add_drop_block(model, cfg.dropblock.drop_prob, cfg.dropblock.block_size, cfg.dropblock.stages)
+        for cb in self.callbacks:
+            cb.on_model(self, model)
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer = optimizer or build_optimizer(cfg, self.model, len(train_data))
-        self.sam = isinstance(self.optimizer, SAM)
-        if self.sam and cfg.amp == "fp16":
-            raise ConfigError("SAM with amp=fp16 is not supported (its first step needs unscaled gradients); use amp=bf16")
+        self.closure_optimizer = bool(getattr(self.optimizer, "needs_closure", False))
+        if self.closure_optimizer and cfg.amp == "fp16":
+            raise ConfigError(f"{type(self.optimizer).__name__} with amp=fp16 is not supported (its first step needs "
+                              "unscaled gradients); use amp=bf16")
         self.steps_per_epoch = len(train_data) // cfg.batch_size
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.scheduler = scheduler if scheduler is not None else build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
-        self.swa = SWA(self.model, cfg.swa, self.steps_per_epoch) if cfg.swa.start is not None else None
-        self._decayed = [g for g in self.optimizer.param_groups if g["weight_decay"] > 0]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
-        self.ema = None
-        if cfg.ema_decay > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.net: nn.Module = self.model
         if self.info.enabled:
             self.net = nn.parallel.DistributedDataParallel(
@@ -389,17 +376,16 @@ class Trainer:
         self.skipped_steps = 0
         self.last_checkpoint: Path | None = None
         self.quiet = quiet
+        self.validating = False  # True while the epoch-end validation runs (callbacks add their evaluations then)
         self._log: _Log | None = None
+        self.task.setup(self)
+        for cb in self.callbacks:
+            cb.setup(self)
+        self.sample_transforms = [cb.sample_transform for cb in self.callbacks if cb.sample_transform is not None]
 
-    def _mixing(self, model: nn.Module, train_data: Dataset) -> Callable | None:
-        """mixup and/or CutMix from the config, for the dataset's (or model's) number of classes."""
-        cfg = self.cfg
-        if cfg.mixup.alpha <= 0 and cfg.cutmix.alpha <= 0:
-            return None
-        num_classes = getattr(train_data, "num_classes", None) or getattr(model, "num_classes", None)
-        if not num_classes:
-            raise ConfigError("mixup/cutmix need the number of classes (a dataset or model with num_classes)")
-        return MixUpOrCutMix(cfg.mixup.alpha, cfg.cutmix.alpha, num_classes, cfg.cutmix.switch_prob)
+    def callback(self, kind: type) -> Any:
+        """The first callback of class ``kind`` (e.g. ``trainer.callback(SWA).module``), or None."""
+        return next((cb for cb in self.callbacks if isinstance(cb, kind)), None)
 
     # ------------------------------------------------------------------ state
     @staticmethod
@@ -418,19 +404,15 @@ class Trainer:
             "torch_rng": torch.get_rng_state(), "generator": self.generator.get_state(),
             "python_rng": json.dumps(random.getstate()),
             "numpy_rng": json.dumps([v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()]),
+            "task": self.task.state_dict(),
+            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)},
         }
         if torch.cuda.is_available() and self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
-        if self.swa is not None:
-            state["swa"] = self.swa.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        if self.swa is not None and "swa" in state:  # before the optimizer: it may recreate the SWA scheduler
-            self.swa.load_state_dict(state["swa"], self.optimizer)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -444,8 +426,14 @@ class Trainer:
         np.random.set_state((npst[0], np.array(npst[1], dtype=np.uint32), *npst[2:]))
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        if self.ema is not None and "ema" in state:
-            self.ema.load_state_dict(state["ema"])
+        self.task.load_state_dict(state.get("task", {}))
+        saved = state.get("callbacks", {})
+        mine = {f"{i}:{type(cb).__name__}": cb for i, cb in enumerate(self.callbacks)}
+        if set(saved) != set(mine):
+            raise ConfigError(f"the checkpoint was written with other training techniques ({', '.join(saved) or 'none'}) "
+                              f"than this run has ({', '.join(mine) or 'none'}); resume with the run's own config")
+        for key, cb in mine.items():
+            cb.load_state_dict(saved[key])
 
     def save_checkpoint(self) -> Path | None:
         if self.out is None:
@@ -456,6 +444,11 @@ class Trainer:
         if self.info.enabled:
             dist.barrier()
         return self.last_checkpoint
+
+    def save_extra_weights(self, name: str, state: dict[str, torch.Tensor]) -> None:
+        """Write further weights of the run (an EMA or SWA model) beside ``model.safetensors``."""
+        if self.out is not None and self.info.is_main:
+            save_weights(state, self.out / name, self._weights_metadata())
 
     def resume(self) -> bool:
         """Load the newest good checkpoint of the run directory; False if there is none."""
@@ -483,102 +476,90 @@ class Trainer:
     def finished(self) -> bool:
         return self.step >= self.total_steps
 
-    # ------------------------------------------------------------------ loop
-    def _loader(self, dataset: Dataset, epoch: int, start: int, shuffle: bool, global_batch: int) -> DataLoader:
-        sampler = _EpochBatches(len(dataset), global_batch, self.cfg.seed, epoch, start, self.info, shuffle)
+    # ------------------------------------------------------------------ building blocks of a step
+    def loader(self, dataset: Dataset, epoch: int, start: int = 0, shuffle: bool = True,
+               global_batch: int | None = None) -> DataLoader:
+        """This process's batches of ``dataset`` for ``epoch`` from batch ``start``, collated by the task."""
+        sampler = _EpochBatches(len(dataset), global_batch or self.cfg.batch_size, self.cfg.seed, epoch, start, self.info, shuffle)
         # A generator of its own: creating the iterator must not draw from the global RNG, whose state
         # (dropout, drop-path) is checkpointed mid-epoch.
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        return DataLoader(_SeededSamples(dataset, self.cfg.seed, self.augment), batch_sampler=sampler, collate_fn=_collate,
-                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False, generator=generator)
+        return DataLoader(_SeededSamples(dataset, self.cfg.seed, self.sample_transforms), batch_sampler=sampler,
+                          collate_fn=self.task.collate, num_workers=self.cfg.data.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False, generator=generator)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.cfg.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return _autocast(self.device, self.cfg.amp)
 
-    def _nonfinite(self, loss: torch.Tensor) -> bool:
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """Raise (to stop or skip the step, per ``on_nan``) when ``loss`` is not finite on any process."""
         bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=self.device)
         if self.info.enabled:
             dist.all_reduce(bad)
-        return bool(bad.item() > 0)
+        if bool(bad.item() > 0):
+            raise _NonFinite(float(loss.detach()))
 
-    def _forward_backward(self, images: torch.Tensor, targets: Any) -> tuple[float, dict[str, float]]:
-        """Loss and gradients over ``grad_accum`` micro-batches (raises _NonFinite on a bad loss)."""
+    def forward_backward(self, batch: Any, loss_fn: Callable[[nn.Module, Any], tuple[torch.Tensor, dict]] | None = None
+                         ) -> tuple[float, dict[str, float]]:
+        """Loss and gradients over ``grad_accum`` micro-batches of ``batch`` (``loss_fn`` defaults to the task's)."""
+        loss_fn = loss_fn or self.task.loss
         parts = self.cfg.grad_accum
         logs: dict[str, float] = {}
         total = 0.0
-        for i, (x, y) in enumerate(zip(_split(images, parts), _split(targets, parts))):
-            sync = contextlib.nullcontext()
-            if self.info.enabled and i < parts - 1:
-                sync = self.net.no_sync()
+        for i, micro in enumerate(self.task.split(batch, parts)):
+            sync = self.net.no_sync() if self.info.enabled and i < parts - 1 else contextlib.nullcontext()
             with sync:
-                with self._autocast():
-                    loss, extra = self.task.loss(self.net, x, y)
-                if self._nonfinite(loss):
-                    raise _NonFinite(float(loss.detach()))
+                with self.autocast():
+                    loss, extra = loss_fn(self.net, micro)
+                self.check_finite(loss)
                 self.scaler.scale(loss / parts).backward()
             total += float(loss.detach()) / parts
             for k, v in extra.items():
                 logs[k] = logs.get(k, 0.0) + float(v) / parts
         return total, logs
 
-    def _clip(self, logs: dict[str, float]) -> None:
+    def clip_gradients(self, logs: dict[str, float], optimizer: torch.optim.Optimizer | None = None) -> None:
         if self.cfg.clip_grad > 0:
-            self.scaler.unscale_(self.optimizer)
-            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad))
+            optimizer = optimizer or self.optimizer
+            self.scaler.unscale_(optimizer)
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad))
 
-    def _sam_second_pass(self, images: torch.Tensor, targets: Any, logs: dict[str, float]) -> float:
-        """SAM's closure: the gradient at the perturbed weights, with BatchNorm statistics left alone."""
-        with _frozen_norm_statistics(self.model):
-            loss, _ = self._forward_backward(images, targets)
-        self._clip(logs)
-        logs["sam_loss"] = loss
-        return loss
+    def optimizer_step(self, batch: Any, logs: dict[str, float]) -> None:
+        """Step the optimizer on the gradients just computed. An optimizer that needs a closure (SAM) gets one
+        that recomputes loss and gradients on the same batch with BatchNorm statistics frozen."""
+        if self.closure_optimizer:
+            def closure() -> float:
+                with frozen_norm_statistics(self.model):
+                    loss, _ = self.forward_backward(batch)
+                self.clip_gradients(logs)
+                logs["closure_loss"] = loss
+                return loss
 
-    def train_step(self, images: torch.Tensor, targets: Any) -> dict[str, float] | None:
-        """One optimizer step over a (per-process) batch, in ``grad_accum`` micro-batches (two passes with
-        SAM). Returns the step's logs, or None when a non-finite loss made it skip."""
-        self.net.train()
+            self.optimizer.step(closure)
+        else:
+            self.clip_gradients(logs)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def standard_step(self, batch: Any) -> dict[str, float] | None:
+        """One optimizer step over a (per-process) batch in ``grad_accum`` micro-batches, then the schedule.
+        Returns the step's logs, or None when a non-finite loss made it skip."""
         try:
-            total, logs = self._forward_backward(images, targets)
-            if self.sam:
-                self.optimizer.step(lambda: self._sam_second_pass(images, targets, logs))
-            else:
-                self._clip(logs)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+            total, logs = self.forward_backward(batch)
+            self.optimizer_step(batch, logs)
         except _NonFinite as bad:
             self.optimizer.zero_grad(set_to_none=True)
             return self._on_nonfinite(bad.value)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.swa is not None and self.swa.takes_over_schedule(self.step + 1):
-            self.swa.step_schedule(self.optimizer)
-        else:
-            self.scheduler.step()
-        if self.cfg.weight_decay_norm > 0 and self.cfg.schedule == "sgdr":
-            self._restart_weight_decay(self.step + 1)
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
+        self.scheduler.step()
         logs["loss"] = total
         return logs
 
-    def _restart_weight_decay(self, step: int) -> None:
-        """AdamWR: the normalised weight decay follows the length T_i of the current SGDR cycle."""
-        cfg = self.cfg
-        _, t_i = sgdr_cycle(step / self.steps_per_epoch, cfg.sgdr.t0, cfg.sgdr.t_mult)
-        decay = normalized_weight_decay(cfg.weight_decay_norm, cfg.batch_size, len(self.train_data), t_i)
-        for group in self._decayed:
-            group["weight_decay"] = decay
-
-    def _set_drop_block_ramp(self) -> None:
-        """DropBlock's schedule: keep_prob falls linearly from 1 to its target over ``dropblock.ramp`` of training."""
-        span = self.cfg.dropblock.ramp * self.total_steps
-        ramp = min(1.0, self.step / span) if span > 0 else 1.0
-        for block in self.drop_blocks:
-            block.ramp = ramp
+    def train_step(self, batch: Any) -> dict[str, float] | None:
+        """One training step: the task's own (``task.train_step``), by default ``standard_step``."""
+        self.net.train()
+        return self.task.train_step(self, batch)
 
     def _on_nonfinite(self, value: float) -> None:
         where = f"step {self.step + 1} (epoch {self.epoch + 1})"
@@ -598,6 +579,7 @@ class Trainer:
         return evaluate(model if model is not None else self.model, dataset, self.task, batch_size or self.cfg.batch_size,
                         self.device, self.cfg.amp, self.info, self.memory_format)
 
+    # ------------------------------------------------------------------ loop
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train to the configured number of epochs (continuing from a checkpoint with ``resume``)."""
         cfg = self.cfg
@@ -627,51 +609,41 @@ class Trainer:
         log.close()
         if self.out is not None and is_main:
             save_weights(self.model.state_dict(), self.out / "model.safetensors", self._weights_metadata())
-            if self.ema is not None:
-                save_weights(self.ema.module.state_dict(), self.out / "model_ema.safetensors")
-            if self.swa is not None and self.swa.n_averaged > 0:
-                save_weights(self.swa.module.state_dict(), self.out / "model_swa.safetensors")
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
         return self.history
 
     def _weights_metadata(self) -> dict[str, str]:
-        """What ``paperzoo cam`` and ``eval`` need to use the weights: model, input normalisation, classes."""
-        meta = {"model": self.cfg.model, "step": str(self.step)}
-        for key in ("mean", "std", "classes", "image_size"):
+        """What ``paperzoo eval``, ``predict`` and ``cam`` need to use the weights: model, task, input normalisation,
+        classes."""
+        meta = {"model": self.cfg.model, "step": str(self.step), "task": self.task.name}
+        for key in ("mean", "std", "classes", "categories", "image_size"):
             value = getattr(self.train_data, key, None)
             if value is not None:
                 meta[key] = json.dumps(list(value) if isinstance(value, (list, tuple)) else value)
         return meta
 
-    def _swa_epoch_end(self) -> bool:
-        """Average the weights if this epoch ends an SWA cycle; at the last epoch, recompute the average's
-        BatchNorm statistics. True when the average is ready to evaluate."""
-        self.swa.on_epoch_end(self.epoch, self.model)
-        if self.epoch < self.cfg.epochs or self.swa.n_averaged == 0:
-            return False
-        self.swa.update_bn(self._loader(self.train_data, self.cfg.epochs, 0, False, self.cfg.batch_size), self.device)
-        return True
-
     def _fit_loop(self, log: _Log) -> None:
         cfg = self.cfg
-        local_batch = cfg.batch_size // self.info.world
         while self.epoch < cfg.epochs:
             epoch = self.epoch
             t0 = time.perf_counter()
             run_loss, run_n, seen, t_log = 0.0, 0, 0, time.perf_counter()
             epoch_loss, epoch_n = 0.0, 0
-            loader = self._loader(self.train_data, epoch, self.batch_in_epoch, True, cfg.batch_size)
-            for images, targets in loader:
-                images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
-                targets = _to(targets, self.device)
-                if self.batch_transform is not None:
-                    images, targets = self.batch_transform(images, targets, self.generator)
-                if self.drop_blocks:
-                    self._set_drop_block_ramp()
-                logs = self.train_step(images, targets)
+            for batch in self.loader(self.train_data, epoch, self.batch_in_epoch):
+                batch = to_device(batch, self.device, self.memory_format)
+                for cb in self.callbacks:
+                    batch = cb.on_batch(self, batch)
+                for cb in self.callbacks:
+                    cb.on_step_start(self)
+                size = self.task.batch_size(batch)
+                logs = self.train_step(batch)
                 self.step += 1
                 self.batch_in_epoch += 1
-                seen += local_batch * self.info.world
+                seen += size * self.info.world
                 if logs is not None:
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, logs)
                     run_loss += logs["loss"]
                     run_n += 1
                     epoch_loss += logs["loss"]
@@ -696,15 +668,12 @@ class Trainer:
             self.batch_in_epoch = 0
             row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step,
                                    "train_loss": epoch_loss / max(epoch_n, 1), "time": time.perf_counter() - t0}
-            swa_ready = self.swa is not None and self._swa_epoch_end()
-            if self.val_data is not None and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
+            self.validating = self.val_data is not None and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs)
+            if self.validating:
                 row.update({f"val_{k}": v for k, v in self.evaluate().items()})
-                if self.ema is not None:
-                    row.update({f"ema_val_{k}": v for k, v in self.evaluate(model=self.ema.module).items()})
-                if swa_ready:
-                    row.update({f"swa_val_{k}": v for k, v in self.evaluate(model=self.swa.module).items()})
-            for callback in self.callbacks:
-                callback(self, row)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, row)
+            self.validating = False
             self.history.append(row)
             log.row(row)
             log.line("epoch {epoch}: ".format(**row) + " ".join(

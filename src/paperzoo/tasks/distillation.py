@@ -15,7 +15,8 @@ The teacher can be any registered model; it runs in eval mode without gradients 
 images as the student.
 
 ``paperzoo train --model deit_tiny_distilled_patch16_224 distill.teacher=resnet20_cifar
-distill.teacher_weights=PATH`` builds this task (``build_distillation_task``).
+distill.teacher_weights=PATH`` builds this task (``build_distillation_task``). The distillation papers of
+section I (KD, ESKD, OFD) add their tasks beside it.
 """
 from __future__ import annotations
 
@@ -26,16 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, unknown
-from .tasks import ClassificationTask
+from .base import register_task
+from .classification import ClassificationTask
 
 KINDS = ("hard", "soft")
 
 
+@register_task("deit-distillation")
 class DeiTDistillationTask(ClassificationTask):
     """Loss = (1 - alpha) CE(class head, y) + alpha * distillation term from ``teacher`` (see module doc)."""
 
     def __init__(self, teacher: nn.Module, kind: str = "hard", alpha: float = 0.5, tau: float = 1.0,
-                 label_smoothing: float = 0.0) -> None:
+                 label_smoothing: float = 0.0) -> None:  # noqa: D107
         super().__init__(label_smoothing)
         if kind not in KINDS:
             raise unknown("distillation type", kind, KINDS)
@@ -66,7 +69,11 @@ class DeiTDistillationTask(ClassificationTask):
                                reduction="batchmean", log_target=True) * tau * tau
         return (1 - self.alpha) * base + self.alpha * distill, base, distill
 
-    def loss(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def setup(self, trainer) -> None:
+        self.teacher.to(trainer.device)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets = batch
         cls_logits, dist_logits = self.student_outputs(model, images)
         with torch.no_grad():
             teacher_logits = self.teacher.to(images.device)(images)
