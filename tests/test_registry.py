@@ -51,3 +51,22 @@ def test_features_only_indices() -> None:
         pz.create_model("resnet18", features_only=True, out_indices=(5,))
     with pytest.raises(PaperzooError, match="only applies with features_only"):
         pz.create_model("resnet18", out_indices=(1,))
+
+
+def test_every_variant_is_a_plain_function() -> None:
+    """Each registered name is a module-level ``def NAME(`` (grep finds it), never a generated closure."""
+    import inspect
+    import re
+    import sys
+
+    from paperzoo.registry import _REGISTRY
+
+    generated = []
+    for name in pz.list_models():
+        builder = _REGISTRY[name].builder
+        source = inspect.getsource(sys.modules[builder.__module__])
+        plain = (builder.__qualname__ == name and getattr(sys.modules[builder.__module__], name, None) is builder
+                 and re.search(rf"^def {name}\(", source, re.MULTILINE))
+        if not plain:
+            generated.append(name)
+    assert not generated

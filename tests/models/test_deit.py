@@ -8,9 +8,7 @@ from helpers import n_params, perturb_, rel_err
 from test_swin import single_thread  # noqa: F401  (autouse)
 
 import paperzoo as pz
-from paperzoo.models.classification.deit import DEIT_VARIANTS
-
-NAMES = [f"deit_{s}_{'distilled_' if d else ''}patch16_{r}" for s, d, r in DEIT_VARIANTS]
+NAMES = pz.list_models("deit_*", paper="deit")
 
 
 def pair(name: str, size: int) -> tuple[torch.nn.Module, torch.nn.Module]:
