@@ -95,11 +95,12 @@ def _deit(size: str, distilled: bool, res: int, **kwargs) -> VisionTransformer:
 
 
 def _meta(name: str, size: str, distilled: bool, res: int) -> dict:
-    """Registered metadata: input size, the paper's parameter count, official and timm weights."""
+    """Registered metadata: input size, the paper's parameter count, official and timm weights, and the
+    classifier(s) a fine-tune re-initialises (DeiT⚗ has two heads, as timm's ``default_cfg`` lists)."""
     _, _, params, params_distilled = _SIZES[size]
     weights = {"official": "https://dl.fbaipublicfiles.com/deit/" + _OFFICIAL[name], "timm": timm_hub_url(name, "fb_in1k")}
     return dict(input_size=(3, res, res), paper_params_m=params_distilled if distilled else params,
-                reference={"timm": name}, weights=weights)
+                reference={"timm": name}, weights=weights, classifier=("head", "head_dist") if distilled else ("head",))
 
 
 @register_model(paper="deit", **_meta("deit_tiny_patch16_224", "tiny", False, 224))
