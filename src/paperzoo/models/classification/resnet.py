@@ -704,6 +704,15 @@ def seresnet152(**kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 8, 36, 3], attn_layer="se", **kwargs)
 
 
+@register_model(**_variant("seresnet152d", "senet", _TIMM + "v0.1-weights/seresnet152d_ra2-04464dd2.pth",
+                           input_size=(3, 256, 256),
+                           notes="timm's RA2-trained SE-ResNet-152 with Bag of Tricks' ResNet-D stem and shortcuts; "
+                                 "timm trains at 256px and evaluates at 320px"))
+def seresnet152d(**kwargs) -> ResNet:
+    """SE-ResNet-152-D: SE in every bottleneck of a ResNet-152-D (deep stem, average-pool shortcuts)."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], attn_layer="se", **{**_D, **kwargs})
+
+
 # CBAM (Woo et al., 2018): channel then spatial attention in the same place as SE (the authors' code).
 
 @register_model(paper="cbam", reference={"official": "Jongchan/attention-module ResidualNet('ImageNet', 50, 1000, 'CBAM')"},
