@@ -13,7 +13,15 @@ from paperzoo.registry import _REGISTRY, list_models
 from paperzoo.reproduce import available
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPERS_MD = ROOT.parent / "shared" / "PAPERS.md"
+PAPERS_MD = ROOT / "docs" / "PAPERS.md"  # a verbatim copy of the project's shared/PAPERS.md, kept in the repository
+
+
+def _shared_papers_md() -> Path | None:
+    """The original shared/PAPERS.md beside the checkout (or beside a folder of worktrees above it), if any."""
+    for folder in ROOT.parents:
+        if (folder / "shared" / "PAPERS.md").is_file():
+            return folder / "shared" / "PAPERS.md"
+    return None
 
 
 def test_all_76_papers_with_their_fields() -> None:
@@ -27,10 +35,19 @@ def test_all_76_papers_with_their_fields() -> None:
         assert len(p.summary) < 400, f"{p.slug}: the summary should be one or two sentences"
 
 
-@pytest.mark.skipif(not PAPERS_MD.exists(), reason="shared/PAPERS.md is beside the checkout only")
 def test_catalog_matches_papers_md() -> None:
+    """The catalog has exactly the (slug, arXiv id) rows of docs/PAPERS.md."""
     rows = re.findall(r"^\| ([a-z0-9-]+) \| (\d{4}\.\d{4,5}) \|", PAPERS_MD.read_text(), re.M)
+    assert len(rows) == 76
     assert {(p.slug, p.arxiv) for p in pz.papers()} == set(rows)
+
+
+def test_papers_md_copy_equals_the_shared_original() -> None:
+    """Where the original shared/PAPERS.md is beside the checkout, docs/PAPERS.md is a verbatim copy of it (a
+    stale copy fails here); a clean clone, without the original, has the copy alone to check against."""
+    original = _shared_papers_md()
+    if original is not None:
+        assert PAPERS_MD.read_text() == original.read_text(), f"docs/PAPERS.md differs from {original}: copy it again"
 
 
 def test_manifest_is_current() -> None:

@@ -51,3 +51,55 @@ def test_features_only_indices() -> None:
         pz.create_model("resnet18", features_only=True, out_indices=(5,))
     with pytest.raises(PaperzooError, match="only applies with features_only"):
         pz.create_model("resnet18", out_indices=(1,))
+
+
+def test_every_variant_is_a_plain_function() -> None:
+    """Each registered name is a module-level ``def NAME(`` (grep finds it), never a generated closure."""
+    import inspect
+    import re
+    import sys
+
+    from paperzoo.registry import _REGISTRY
+
+    generated = []
+    for name in pz.list_models():
+        builder = _REGISTRY[name].builder
+        source = inspect.getsource(sys.modules[builder.__module__])
+        plain = (builder.__qualname__ == name and getattr(sys.modules[builder.__module__], name, None) is builder
+                 and re.search(rf"^def {name}\(", source, re.MULTILINE))
+        if not plain:
+            generated.append(name)
+    assert not generated
+
+
+def test_subpackages_are_lazy_attributes() -> None:
+    """In a fresh interpreter: ``import paperzoo`` imports none of the subpackages, and each one is an attribute
+    on first use (``pz.optim.SAM`` as ``timm.optim`` works), listed by dir(); an unknown name is an AttributeError."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import paperzoo as pz
+subs = ("data", "explain", "layers", "models", "optim", "reproduce", "tasks", "train")
+early = [s for s in subs if "paperzoo." + s in sys.modules]
+assert not early, early
+assert set(subs) <= set(dir(pz))
+assert isinstance(pz.optim.SAM, type) and pz.optim.__name__ == "paperzoo.optim"
+assert callable(pz.layers.DropPath) and callable(pz.tasks.ClassificationTask)
+for s in subs:
+    assert getattr(pz, s) is sys.modules["paperzoo." + s], s
+try:
+    pz.no_such_thing
+except AttributeError as e:
+    assert "no_such_thing" in str(e)
+else:
+    raise AssertionError("pz.no_such_thing did not raise")
+"""
+    import os
+    from pathlib import Path
+
+    src = str(Path(pz.__file__).resolve().parents[1])  # this checkout's paperzoo, however it was put on the path
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr

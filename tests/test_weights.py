@@ -188,3 +188,24 @@ def test_published_urls_are_known() -> None:
 def test_pretrained_without_known_weights() -> None:
     with pytest.raises(WeightsError, match="no published weights are known for 'resnet20_cifar'"):
         pz.create_model("resnet20_cifar", pretrained=True)
+
+
+def test_classifier_prefixes_name_every_head() -> None:
+    """In one model of every classification family, the layers that output num_classes are exactly the
+    declared (or found) classifier prefixes: a fine-tune re-initialises all heads and nothing else."""
+    from torch import nn
+
+    from paperzoo.weights import classifier_prefixes
+
+    firsts: dict[str, str] = {}
+    for name in pz.list_models():
+        meta = pz.model_meta(name)
+        if meta.task == "classification":
+            firsts.setdefault(meta.family, name)
+    firsts["deit"] = "deit_tiny_distilled_patch16_224"  # the family's two-headed variant
+    for name in firsts.values():
+        with torch.device("meta"):
+            model = pz.create_model(name, num_classes=7)
+        heads = {n for n, m in model.named_modules()
+                 if isinstance(m, nn.Linear) and m.out_features == 7 or isinstance(m, nn.Conv2d) and m.out_channels == 7}
+        assert heads and heads == set(classifier_prefixes(model)), name

@@ -8,9 +8,7 @@ from helpers import n_params, perturb_, rel_err
 from test_swin import single_thread  # noqa: F401  (autouse)
 
 import paperzoo as pz
-from paperzoo.models.classification.deit import DEIT_VARIANTS
-
-NAMES = [f"deit_{s}_{'distilled_' if d else ''}patch16_{r}" for s, d, r in DEIT_VARIANTS]
+NAMES = pz.list_models("deit_*", paper="deit")
 
 
 def pair(name: str, size: int) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -82,3 +80,19 @@ def test_compiles_fullgraph() -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
+def test_distilled_fine_tune_reinitialises_both_heads(tmp_path) -> None:
+    """create_model(pretrained=PATH, num_classes=5) on DeiT⚗: every backbone tensor comes from the
+    checkpoint, and both heads (class and distillation, meta.classifier) are new 5-way layers."""
+    kw = dict(img_size=32, depth=2)
+    src = pz.create_model("deit_tiny_distilled_patch16_224", **kw)
+    torch.save(src.state_dict(), tmp_path / "deit.pth")
+    tuned = pz.create_model("deit_tiny_distilled_patch16_224", pretrained=str(tmp_path / "deit.pth"), num_classes=5, **kw)
+    assert tuned.meta.classifier == ("head", "head_dist")
+    assert tuned.head.out_features == tuned.head_dist.out_features == 5
+    old = src.state_dict()
+    backbone = {k: v for k, v in tuned.state_dict().items() if not k.startswith(("head.", "head_dist."))}
+    assert len(backbone) == len(old) - 4 and all(torch.equal(v, old[k]) for k, v in backbone.items())
+    assert tuned.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    assert pz.model_meta("deit_tiny_patch16_224").classifier == ("head",)

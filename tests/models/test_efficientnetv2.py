@@ -51,6 +51,79 @@ def test_every_variant_has_the_reference_tensors(name: str) -> None:
 
 
 @pytest.mark.paper("efficientnetv2")
+@pytest.mark.parametrize("name", ["tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l"])
+def test_tf_variants_have_timms_tensors(name: str) -> None:
+    """timm's tf_efficientnetv2_* (the paper's released weights) load strictly (meta device), with the paper's
+    conv layout: the tf variant holds the same tensors as our symmetric-padding network of the same size."""
+    with torch.device("meta"):
+        ours = pz.load_weights(pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
+        plain = pz.create_model(name[3:])
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+
+
+def _tf_pair(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    ref = perturb_(timm.create_model(name)).eval()
+    return pz.load_weights(pz.create_model(name), ref.state_dict(), source="timm").eval(), ref
+
+
+@pytest.mark.paper("efficientnetv2")
+def test_tf_s_equals_timm(record_property) -> None:
+    """tf_efficientnetv2_s equals timm's (TF "SAME" padding, BN eps 1e-3) at an even and an odd input size;
+    the same weights in the symmetric-padding efficientnetv2_s give different logits, so the padding is tested."""
+    ours, ref = _tf_pair("tf_efficientnetv2_s")
+    plain = pz.load_weights(pz.create_model("efficientnetv2_s"), ref.state_dict(), source="timm").eval()
+    worst, plain_err = 0.0, float("inf")
+    for size in (64, 57):
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            expected = ref(x)
+            worst = max(worst, rel_err(ours(x), expected))
+            plain_err = min(plain_err, rel_err(plain(x), expected))
+    record_property("max_rel_err_vs_timm", worst)
+    record_property("rel_err_of_symmetric_padding_vs_timm", plain_err)
+    assert worst < 1e-4 and plain_err > 1e-2
+
+
+@pytest.mark.slow
+@pytest.mark.paper("efficientnetv2")
+@pytest.mark.parametrize("name", ["tf_efficientnetv2_m", "tf_efficientnetv2_l"])
+def test_tf_m_l_equal_timm(name: str, record_property) -> None:
+    ours, ref = _tf_pair(name)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        err = rel_err(ours(x), ref(x))
+    record_property("max_rel_err_vs_timm", err)
+    assert err < 1e-4
+
+
+def test_tf_same_padding_equals_timms_conv2d_same() -> None:
+    """layers.padding against timm's create_conv2d(padding="same") for strided, dilated and odd/even cases; the
+    pad puts the odd pixel after (bottom/right), as TF does."""
+    from timm.layers import create_conv2d as timm_conv
+
+    from paperzoo.layers.padding import create_conv2d, tf_same_pad
+
+    assert tf_same_pad(64, 3, 2) == (0, 1) and tf_same_pad(57, 3, 2) == (1, 1) and tf_same_pad(10, 5, 1, 2) == (4, 4)
+    for k, s, d, size in [(3, 2, 1, 64), (3, 2, 1, 57), (5, 2, 1, 30), (3, 1, 2, 20), (4, 1, 1, 9), (1, 1, 1, 8)]:
+        ours, ref = create_conv2d(4, 6, k, s, d, padding="same"), timm_conv(4, 6, k, stride=s, dilation=d, padding="same")
+        ref.load_state_dict(ours.state_dict())
+        x = torch.randn(1, 4, size, size + 1)
+        with torch.no_grad():
+            assert ours(x).shape == ref(x).shape and torch.allclose(ours(x), ref(x), atol=1e-6), (k, s, d, size)
+    with pytest.raises(pz.PaperzooError, match="unknown padding 'valid'"):
+        create_conv2d(4, 6, 3, padding="valid")
+
+
+def test_tf_variant_compiles_fullgraph() -> None:
+    rows = [("fused", 1, 1, 8, 1), ("fused", 4, 2, 16, 1), ("mbconv", 4, 2, 24, 1)]
+    model = EfficientNetV2(rows, 8, num_classes=3, pad_type="same").eval()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    x = torch.randn(2, 3, 31, 32)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), atol=1e-6)
+
+
+@pytest.mark.paper("efficientnetv2")
 @pytest.mark.parametrize("name, params_m, gflops", [("efficientnetv2_s", 22, 8.8), ("efficientnetv2_m", 54, 24),
                                                     ("efficientnetv2_l", 120, 53)])
 def test_cost_matches_paper_table7(name: str, params_m: float, gflops: float) -> None:

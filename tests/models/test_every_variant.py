@@ -18,7 +18,8 @@ SECTIONS = {"vgg", "bag-of-tricks", "densenet", "mobilenet", "mobilenetv2", "mob
 TRANSFORMERS = {"vit", "deit"}  # position embeddings sized to the small input on both sides
 SIZE = 64
 # Where the two references differ, ours follows torchvision and the builder's knob gives timm's variant: timm's
-# EfficientNet/EfficientNetV2 use BatchNorm eps 1e-5 where torchvision's use 1e-3 (``bn_eps``).
+# EfficientNet/EfficientNetV2 use BatchNorm eps 1e-5 where torchvision's use 1e-3 (``bn_eps``); timm's tf_*
+# ports of TensorFlow weights keep 1e-3, as our models of those names do.
 TIMM_KWARGS = {"efficientnet": {"bn_eps": 1e-5}, "efficientnetv2": {"bn_eps": 1e-5}}
 # timm's VGG computes FC-6 as a 7x7 convolution, equal to our linear layer on a 7x7 map: 224 px input.
 TIMM_SIZE = {"vgg": 224}
@@ -42,7 +43,8 @@ def test_variant_equals_reference(name: str, source: str) -> None:
     else:
         ref = torchvision.models.get_model(ref_name, **({"image_size": size} if kwargs else {}))
     ref = perturb_(ref).eval()
-    ours_kwargs = dict(kwargs, **(TIMM_KWARGS.get(meta.paper, {}) if source == "timm" else {}))
+    knobs = TIMM_KWARGS.get(meta.paper, {}) if source == "timm" and not ref_name.startswith("tf_") else {}
+    ours_kwargs = dict(kwargs, **knobs)
     ours = pz.load_weights(pz.create_model(name, **ours_kwargs), ref.state_dict(), source=source).eval()
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():

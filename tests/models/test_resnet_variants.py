@@ -95,9 +95,20 @@ def test_seresnet_flops_match_paper_table2(name: str) -> None:
 
 
 @pytest.mark.paper("senet")
-@pytest.mark.parametrize("name", _slow("seresnet101", "seresnet152"))
+@pytest.mark.parametrize("name", _slow("seresnet101", "seresnet152", "seresnet152d"))
 def test_deeper_seresnets_equal_timm(name: str) -> None:
     _equals_timm(name)
+
+
+@pytest.mark.paper("senet")
+def test_seresnet152d_has_timms_tensors() -> None:
+    """seresnet152d (timm's published RA2 weights) is SE-ResNet-152 on ResNet-D: timm's tensors load strictly
+    (meta device), with a deep 3x3 stem and average-pool shortcuts; its outputs are compared in the slow run."""
+    with torch.device("meta"):
+        ref = timm.create_model("seresnet152d")
+        ours = pz.load_weights(pz.create_model("seresnet152d"), ref.state_dict(), source="timm")
+    assert isinstance(ours.conv1, torch.nn.Sequential) and isinstance(ours.layer2[0].downsample[0], torch.nn.AvgPool2d)
+    assert pz.model_meta("seresnet152d").input_size == ref.pretrained_cfg["input_size"] == (3, 256, 256)
 
 
 def test_se_recalibrates_channels_by_hand() -> None:

@@ -9,9 +9,7 @@ from helpers import n_params, perturb_, rel_err
 from test_swin import single_thread  # noqa: F401  (autouse)
 
 import paperzoo as pz
-from paperzoo.models.classification.vit import VIT_VARIANTS
-
-NAMES = [f"vit_{s}_patch{p}_{r}" for s, p, r in VIT_VARIANTS]
+NAMES = pz.list_models("vit_*", paper="vit")
 
 
 def meta_model(name: str, **kwargs) -> torch.nn.Module:

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import PaperzooError
-from ...layers import DropPath, get_act_layer, make_divisible, same_padding
+from ...layers import DropPath, get_act_layer, make_divisible
+from ...layers.padding import create_conv2d
 
 __all__ = [
     "BlockSpec", "ConvBnAct", "DepthwiseSeparable", "FusedMBConv", "InvertedResidual", "MobileNetBase",
@@ -45,9 +46,10 @@ ModuleFactory = Callable[..., nn.Module]
 SeFactory = Callable[[int, int, float], nn.Module]  # (block width, block input channels, ratio) -> module
 
 
-def _conv(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Conv2d:
-    padding = same_padding(kernel_size, stride, dilation)
-    return nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation, groups, bias=False)
+def _conv(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, dilation: int = 1, groups: int = 1,
+          pad_type: str = "") -> nn.Conv2d:
+    """A bias-free conv keeping ceil(in / stride) positions; ``pad_type="same"`` pads as TensorFlow does."""
+    return create_conv2d(in_chs, out_chs, kernel_size, stride, dilation, groups, bias=False, padding=pad_type)
 
 
 class _Residual(nn.Module):
@@ -66,9 +68,9 @@ class _Residual(nn.Module):
 class ConvBnAct(_Residual):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
                  skip: bool = False, act_layer: ModuleFactory = nn.ReLU, norm_layer: ModuleFactory = nn.BatchNorm2d,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0, pad_type: str = "") -> None:
         super().__init__()
-        self.conv = _conv(in_chs, out_chs, kernel_size, stride, dilation)
+        self.conv = _conv(in_chs, out_chs, kernel_size, stride, dilation, pad_type=pad_type)
         self.bn1 = norm_layer(out_chs)
         self.act1 = act_layer(inplace=True)
         self._init_skip(skip, stride, in_chs, out_chs, drop_path)
@@ -86,9 +88,9 @@ class DepthwiseSeparable(_Residual):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
                  pw_act: bool = False, skip: bool = True, se_layer: ModuleFactory | None = None,
                  act_layer: ModuleFactory = nn.ReLU, norm_layer: ModuleFactory = nn.BatchNorm2d,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0, pad_type: str = "") -> None:
         super().__init__()
-        self.conv_dw = _conv(in_chs, in_chs, kernel_size, stride, dilation, groups=in_chs)
+        self.conv_dw = _conv(in_chs, in_chs, kernel_size, stride, dilation, groups=in_chs, pad_type=pad_type)
         self.bn1 = norm_layer(in_chs)
         self.act1 = act_layer(inplace=True)
         self.se = se_layer(in_chs) if se_layer is not None else nn.Identity()
@@ -111,13 +113,13 @@ class InvertedResidual(_Residual):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
                  exp_ratio: float = 6.0, skip: bool = True, se_layer: ModuleFactory | None = None,
                  act_layer: ModuleFactory = nn.ReLU, norm_layer: ModuleFactory = nn.BatchNorm2d,
-                 drop_path: float = 0.0, linear_bottleneck: bool = True) -> None:
+                 drop_path: float = 0.0, linear_bottleneck: bool = True, pad_type: str = "") -> None:
         super().__init__()
         mid = make_divisible(in_chs * exp_ratio)
         self.conv_pw = _conv(in_chs, mid, 1)
         self.bn1 = norm_layer(mid)
         self.act1 = act_layer(inplace=True)
-        self.conv_dw = _conv(mid, mid, kernel_size, stride, dilation, groups=mid)
+        self.conv_dw = _conv(mid, mid, kernel_size, stride, dilation, groups=mid, pad_type=pad_type)
         self.bn2 = norm_layer(mid)
         self.act2 = act_layer(inplace=True)
         self.se = se_layer(mid) if se_layer is not None else nn.Identity()
@@ -143,10 +145,10 @@ class FusedMBConv(_Residual):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
                  exp_ratio: float = 4.0, skip: bool = True, se_layer: ModuleFactory | None = None,
                  act_layer: ModuleFactory = nn.ReLU, norm_layer: ModuleFactory = nn.BatchNorm2d,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0, pad_type: str = "") -> None:
         super().__init__()
         mid = make_divisible(in_chs * exp_ratio)
-        self.conv_exp = _conv(in_chs, mid, kernel_size, stride, dilation)
+        self.conv_exp = _conv(in_chs, mid, kernel_size, stride, dilation, pad_type=pad_type)
         self.bn1 = norm_layer(mid)
         self.act1 = act_layer(inplace=True)
         self.se = se_layer(mid) if se_layer is not None else nn.Identity()
@@ -190,7 +192,9 @@ class MobileNetBase(nn.Module):
     """Stem conv -> stages of mobile blocks -> [1x1 head conv] -> global pool -> classifier.
 
     ``head_after_pool`` puts the head conv after the pooling, without BN and with a bias (MobileNetV3's
-    "efficient last stage", sec. 5.1); ``num_features=0`` means no head conv (MobileNet v1).
+    "efficient last stage", sec. 5.1); ``num_features=0`` means no head conv (MobileNet v1);
+    ``pad_type="same"`` pads the stem and block convs as TensorFlow's "SAME" (``layers.padding``), which
+    weights trained in TensorFlow need.
     """
 
     def __init__(
@@ -212,6 +216,7 @@ class MobileNetBase(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         linear_bottleneck: bool = True,
+        pad_type: str = "",
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -226,7 +231,7 @@ class MobileNetBase(nn.Module):
             return make_divisible(c * width)
 
         stem_chs = stem_chs if fix_stem else chs(stem_chs)
-        self.conv_stem = _conv(in_chans, stem_chs, 3, 2)
+        self.conv_stem = _conv(in_chans, stem_chs, 3, 2, pad_type=pad_type)
         self.bn1 = norm(stem_chs)
         self.act1 = act(inplace=True)
 
@@ -251,7 +256,7 @@ class MobileNetBase(nn.Module):
                         reduction *= stride
                     out_chs = chs(spec.out_chs)
                     layers.append(self._block(spec, in_chs, out_chs, stride, block_dilation, act, norm, se_layer,
-                                              drop_path_rate * idx / n_blocks, linear_bottleneck))
+                                              drop_path_rate * idx / n_blocks, linear_bottleneck, pad_type))
                     in_chs = out_chs
                     idx += 1
             blocks.append(nn.Sequential(*layers))
@@ -274,11 +279,12 @@ class MobileNetBase(nn.Module):
 
     @staticmethod
     def _block(spec: BlockSpec, in_chs: int, out_chs: int, stride: int, dilation: int, act: ModuleFactory,
-               norm: ModuleFactory, se_layer: SeFactory | None, drop_path: float, linear_bottleneck: bool) -> nn.Module:
+               norm: ModuleFactory, se_layer: SeFactory | None, drop_path: float, linear_bottleneck: bool,
+               pad_type: str = "") -> nn.Module:
         if spec.kind not in _BLOCKS:
             raise PaperzooError(f"unknown block kind '{spec.kind}' (known: {', '.join(_BLOCKS)})")
         kw = dict(stride=stride, dilation=dilation, act_layer=get_act_layer(spec.act) if spec.act else act,
-                  norm_layer=norm, drop_path=drop_path)
+                  norm_layer=norm, drop_path=drop_path, pad_type=pad_type)
         if spec.kind == "cn":
             return ConvBnAct(in_chs, out_chs, spec.kernel_size, skip=spec.skip, **kw)
         se = None

@@ -211,24 +211,49 @@ _TV = {"tiny": "convnext_tiny-983f1562.pth", "small": "convnext_small-0c510722.p
        "base": "convnext_base-6075fbad.pth", "large": "convnext_large-ea097f82.pth"}
 
 
-def _convnext(size: str):
-    depths, dims, params, flops = _CONFIGS[size]
+def _convnext(size: str, **kwargs) -> ConvNeXt:
+    """ConvNeXt-<size> with Table 9's stage depths and widths."""
+    depths, dims, _, _ = _CONFIGS[size]
+    return ConvNeXt(**{**dict(depths=depths, dims=dims), **kwargs})
+
+
+def _meta(size: str) -> dict:
+    """Registered metadata: Table 9's params and FLOPs, official and (but for XL) torchvision weights."""
+    _, _, params, flops = _CONFIGS[size]
     name = f"convnext_{size}"
-
-    def builder(**kwargs) -> ConvNeXt:
-        return ConvNeXt(**{**dict(depths=depths, dims=dims), **kwargs})
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"ConvNeXt-{'XL' if size == 'xlarge' else size[0].upper()}: widths {dims}, depths {depths}."
-    builder.__module__ = __name__
     reference = {"timm": name}
     weights = {"official": _FB + _OFFICIAL[size]}
     if size in _TV:
         reference["torchvision"] = name
         weights["torchvision"] = "https://download.pytorch.org/models/" + _TV[size]
-    return register_model(builder, paper="convnext", paper_params_m=params, paper_gflops=flops,
-                          reference=reference, weights=weights)
+    return dict(paper_params_m=params, paper_gflops=flops, reference=reference, weights=weights)
 
 
-for _size in _CONFIGS:
-    globals()[f"convnext_{_size}"] = _convnext(_size)
+@register_model(paper="convnext", **_meta("tiny"))
+def convnext_tiny(**kwargs) -> ConvNeXt:
+    """ConvNeXt-T: widths (96, 192, 384, 768), depths (3, 3, 9, 3)."""
+    return _convnext("tiny", **kwargs)
+
+
+@register_model(paper="convnext", **_meta("small"))
+def convnext_small(**kwargs) -> ConvNeXt:
+    """ConvNeXt-S: widths (96, 192, 384, 768), depths (3, 3, 27, 3)."""
+    return _convnext("small", **kwargs)
+
+
+@register_model(paper="convnext", **_meta("base"))
+def convnext_base(**kwargs) -> ConvNeXt:
+    """ConvNeXt-B: widths (128, 256, 512, 1024), depths (3, 3, 27, 3)."""
+    return _convnext("base", **kwargs)
+
+
+@register_model(paper="convnext", **_meta("large"))
+def convnext_large(**kwargs) -> ConvNeXt:
+    """ConvNeXt-L: widths (192, 384, 768, 1536), depths (3, 3, 27, 3)."""
+    return _convnext("large", **kwargs)
+
+
+@register_model(paper="convnext", **_meta("xlarge"))
+def convnext_xlarge(**kwargs) -> ConvNeXt:
+    """ConvNeXt-XL: widths (256, 512, 1024, 2048), depths (3, 3, 27, 3)."""
+    return _convnext("xlarge", **kwargs)

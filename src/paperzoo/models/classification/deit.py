@@ -86,24 +86,66 @@ _OFFICIAL = {
 }
 
 
-def _deit(size: str, distilled: bool, res: int):
-    dim, heads, params, params_distilled = _SIZES[size]
-    name = f"deit_{size}_{'distilled_' if distilled else ''}patch16_{res}"
+def _deit(size: str, distilled: bool, res: int, **kwargs) -> VisionTransformer:
+    """DeiT-{Ti,S,B}(⚗) at res x res: ViT with depth 12, patch 16 and Table 1's width and heads."""
+    dim, heads, _, _ = _SIZES[size]
     cls = DistilledVisionTransformer if distilled else VisionTransformer
+    args = dict(img_size=res, patch_size=16, embed_dim=dim, depth=12, num_heads=heads)
+    return cls(**{**args, **kwargs})
 
-    def builder(**kwargs) -> VisionTransformer:
-        args = dict(img_size=res, patch_size=16, embed_dim=dim, depth=12, num_heads=heads)
-        return cls(**{**args, **kwargs})
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (f"DeiT-{size[0].upper()}{'⚗ (with distillation token)' if distilled else ''} at {res}x{res}: "
-                       f"width {dim}, depth 12, {heads} heads.")
-    builder.__module__ = __name__
+def _meta(name: str, size: str, distilled: bool, res: int) -> dict:
+    """Registered metadata: input size, the paper's parameter count, official and timm weights, and the
+    classifier(s) a fine-tune re-initialises (DeiT⚗ has two heads, as timm's ``default_cfg`` lists)."""
+    _, _, params, params_distilled = _SIZES[size]
     weights = {"official": "https://dl.fbaipublicfiles.com/deit/" + _OFFICIAL[name], "timm": timm_hub_url(name, "fb_in1k")}
-    return register_model(builder, paper="deit", input_size=(3, res, res), paper_params_m=params_distilled if distilled else params,
-                          reference={"timm": name}, weights=weights)
+    return dict(input_size=(3, res, res), paper_params_m=params_distilled if distilled else params,
+                reference={"timm": name}, weights=weights, classifier=("head", "head_dist") if distilled else ("head",))
 
 
-DEIT_VARIANTS = [(s, d, 224) for d in (False, True) for s in ("tiny", "small", "base")] + [("base", False, 384), ("base", True, 384)]
-for _size, _distilled, _res in DEIT_VARIANTS:
-    globals()[f"deit_{_size}_{'distilled_' if _distilled else ''}patch16_{_res}"] = _deit(_size, _distilled, _res)
+@register_model(paper="deit", **_meta("deit_tiny_patch16_224", "tiny", False, 224))
+def deit_tiny_patch16_224(**kwargs) -> VisionTransformer:
+    """DeiT-Ti at 224x224: width 192, depth 12, 3 heads."""
+    return _deit("tiny", False, 224, **kwargs)
+
+
+@register_model(paper="deit", **_meta("deit_small_patch16_224", "small", False, 224))
+def deit_small_patch16_224(**kwargs) -> VisionTransformer:
+    """DeiT-S at 224x224: width 384, depth 12, 6 heads."""
+    return _deit("small", False, 224, **kwargs)
+
+
+@register_model(paper="deit", **_meta("deit_base_patch16_224", "base", False, 224))
+def deit_base_patch16_224(**kwargs) -> VisionTransformer:
+    """DeiT-B at 224x224: width 768, depth 12, 12 heads."""
+    return _deit("base", False, 224, **kwargs)
+
+
+@register_model(paper="deit", **_meta("deit_base_patch16_384", "base", False, 384))
+def deit_base_patch16_384(**kwargs) -> VisionTransformer:
+    """DeiT-B fine-tuned at 384x384: width 768, depth 12, 12 heads."""
+    return _deit("base", False, 384, **kwargs)
+
+
+@register_model(paper="deit", **_meta("deit_tiny_distilled_patch16_224", "tiny", True, 224))
+def deit_tiny_distilled_patch16_224(**kwargs) -> DistilledVisionTransformer:
+    """DeiT-Ti⚗ (with distillation token) at 224x224: width 192, depth 12, 3 heads."""
+    return _deit("tiny", True, 224, **kwargs)
+
+
+@register_model(paper="deit", **_meta("deit_small_distilled_patch16_224", "small", True, 224))
+def deit_small_distilled_patch16_224(**kwargs) -> DistilledVisionTransformer:
+    """DeiT-S⚗ (with distillation token) at 224x224: width 384, depth 12, 6 heads."""
+    return _deit("small", True, 224, **kwargs)
+
+
+@register_model(paper="deit", **_meta("deit_base_distilled_patch16_224", "base", True, 224))
+def deit_base_distilled_patch16_224(**kwargs) -> DistilledVisionTransformer:
+    """DeiT-B⚗ (with distillation token) at 224x224: width 768, depth 12, 12 heads."""
+    return _deit("base", True, 224, **kwargs)
+
+
+@register_model(paper="deit", **_meta("deit_base_distilled_patch16_384", "base", True, 384))
+def deit_base_distilled_patch16_384(**kwargs) -> DistilledVisionTransformer:
+    """DeiT-B⚗ (with distillation token) fine-tuned at 384x384: width 768, depth 12, 12 heads."""
+    return _deit("base", True, 384, **kwargs)

@@ -173,22 +173,34 @@ def _from_torchvision(state_dict: dict[str, torch.Tensor], model: nn.Module) -> 
 _TV = "https://download.pytorch.org/models/"
 
 
-def _imagenet(name: str, blocks: tuple[int, ...], k: int, tv_file: str, params: float | None = None):
-    def builder(**kwargs) -> DenseNet:
-        return DenseNet(blocks, k, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"DenseNet-BC-{name[8:]} (Table 1): blocks {blocks}, growth rate {k}."
-    builder.__module__ = __name__
-    return register_model(builder, paper="densenet", paper_params_m=params, reference={"timm": name, "torchvision": name},
-                          weights={"torchvision": _TV + tv_file})
+def _imagenet(name: str, tv_file: str, params: float | None = None) -> dict:
+    """Registered metadata of an ImageNet DenseNet-BC: torchvision's weights, timm's and torchvision's name."""
+    return dict(paper_params_m=params, reference={"timm": name, "torchvision": name}, weights={"torchvision": _TV + tv_file})
 
 
-densenet121 = _imagenet("densenet121", (6, 12, 24, 16), 32, "densenet121-a639ec97.pth")
-densenet169 = _imagenet("densenet169", (6, 12, 32, 32), 32, "densenet169-b2777c0a.pth")
+@register_model(paper="densenet", **_imagenet("densenet121", "densenet121-a639ec97.pth"))
+def densenet121(**kwargs) -> DenseNet:
+    """DenseNet-BC-121 (Table 1): blocks (6, 12, 24, 16), growth rate 32."""
+    return DenseNet((6, 12, 24, 16), 32, **kwargs)
+
+
+@register_model(paper="densenet", **_imagenet("densenet169", "densenet169-b2777c0a.pth"))
+def densenet169(**kwargs) -> DenseNet:
+    """DenseNet-BC-169 (Table 1): blocks (6, 12, 32, 32), growth rate 32."""
+    return DenseNet((6, 12, 32, 32), 32, **kwargs)
+
+
 # sec. 4.4: "a DenseNet-201 with 20M parameters"
-densenet201 = _imagenet("densenet201", (6, 12, 48, 32), 32, "densenet201-c1103571.pth", 20)
-densenet161 = _imagenet("densenet161", (6, 12, 36, 24), 48, "densenet161-8d451a50.pth")
+@register_model(paper="densenet", **_imagenet("densenet201", "densenet201-c1103571.pth", 20))
+def densenet201(**kwargs) -> DenseNet:
+    """DenseNet-BC-201 (Table 1): blocks (6, 12, 48, 32), growth rate 32."""
+    return DenseNet((6, 12, 48, 32), 32, **kwargs)
+
+
+@register_model(paper="densenet", **_imagenet("densenet161", "densenet161-8d451a50.pth"))
+def densenet161(**kwargs) -> DenseNet:
+    """DenseNet-BC-161 (Table 1): blocks (6, 12, 36, 24), growth rate 48."""
+    return DenseNet((6, 12, 36, 24), 48, **kwargs)
 
 
 def cifar_densenet(depth: int, growth_rate: int, bc: bool = True, **kwargs) -> DenseNet:

@@ -62,24 +62,72 @@ _VARIANTS = {
 }
 
 
-def _variant(tag: str):
-    width, depth, res, dropout, params, flops, tv_file, hf = _VARIANTS[tag]
-    eps = 1e-3 if tag in ("b5", "b6", "b7") else 1e-5
+def _efficientnet(tag: str, **kwargs) -> EfficientNet:
+    """EfficientNet-B<tag>: B0 scaled by Table 2's width and depth coefficients, with its dropout; BN eps 1e-3
+    for B5-B7, whose only weights (torchvision's) are ported from TensorFlow."""
+    width, depth, _, dropout, *_ = _VARIANTS[tag]
+    kwargs.setdefault("drop_rate", dropout)
+    kwargs.setdefault("bn_eps", _eps(tag))
+    return EfficientNet(width, depth, **kwargs)
 
-    def builder(**kwargs) -> EfficientNet:
-        kwargs.setdefault("drop_rate", dropout)
-        kwargs.setdefault("bn_eps", eps)
-        return EfficientNet(width, depth, **kwargs)
 
+def _eps(tag: str) -> float:
+    return 1e-3 if tag in ("b5", "b6", "b7") else 1e-5
+
+
+def _meta(tag: str) -> dict:
+    """Registered metadata: resolution, Table 2's params and FLOPs, torchvision and timm weights."""
+    _, _, res, _, params, flops, tv_file, hf = _VARIANTS[tag]
     name = f"efficientnet_{tag}"
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"EfficientNet-{tag.upper()}: width x{width:g}, depth x{depth:g}, {res}x{res} input, dropout {dropout:g}."
-    builder.__module__ = __name__
     weights = {"torchvision": _TV + tv_file} | ({"timm": _HF.format(hf)} if hf else {})
-    notes = "" if eps == 1e-5 else "BN eps 1e-3 as torchvision (TF-ported weights); timm's efficientnet_%s uses 1e-5" % tag
-    return register_model(builder, paper="efficientnet", input_size=(3, res, res), paper_params_m=params,
-                          paper_gflops=flops, reference={"timm": name, "torchvision": name}, weights=weights, notes=notes)
+    notes = "" if _eps(tag) == 1e-5 else "BN eps 1e-3 as torchvision (TF-ported weights); timm's efficientnet_%s uses 1e-5" % tag
+    return dict(input_size=(3, res, res), paper_params_m=params, paper_gflops=flops,
+                reference={"timm": name, "torchvision": name}, weights=weights, notes=notes)
 
 
-for _tag in _VARIANTS:
-    globals()[f"efficientnet_{_tag}"] = _variant(_tag)
+@register_model(paper="efficientnet", **_meta("b0"))
+def efficientnet_b0(**kwargs) -> EfficientNet:
+    """EfficientNet-B0: width x1, depth x1, 224x224 input, dropout 0.2."""
+    return _efficientnet("b0", **kwargs)
+
+
+@register_model(paper="efficientnet", **_meta("b1"))
+def efficientnet_b1(**kwargs) -> EfficientNet:
+    """EfficientNet-B1: width x1, depth x1.1, 240x240 input, dropout 0.2."""
+    return _efficientnet("b1", **kwargs)
+
+
+@register_model(paper="efficientnet", **_meta("b2"))
+def efficientnet_b2(**kwargs) -> EfficientNet:
+    """EfficientNet-B2: width x1.1, depth x1.2, 260x260 input, dropout 0.3."""
+    return _efficientnet("b2", **kwargs)
+
+
+@register_model(paper="efficientnet", **_meta("b3"))
+def efficientnet_b3(**kwargs) -> EfficientNet:
+    """EfficientNet-B3: width x1.2, depth x1.4, 300x300 input, dropout 0.3."""
+    return _efficientnet("b3", **kwargs)
+
+
+@register_model(paper="efficientnet", **_meta("b4"))
+def efficientnet_b4(**kwargs) -> EfficientNet:
+    """EfficientNet-B4: width x1.4, depth x1.8, 380x380 input, dropout 0.4."""
+    return _efficientnet("b4", **kwargs)
+
+
+@register_model(paper="efficientnet", **_meta("b5"))
+def efficientnet_b5(**kwargs) -> EfficientNet:
+    """EfficientNet-B5: width x1.6, depth x2.2, 456x456 input, dropout 0.4."""
+    return _efficientnet("b5", **kwargs)
+
+
+@register_model(paper="efficientnet", **_meta("b6"))
+def efficientnet_b6(**kwargs) -> EfficientNet:
+    """EfficientNet-B6: width x1.8, depth x2.6, 528x528 input, dropout 0.5."""
+    return _efficientnet("b6", **kwargs)
+
+
+@register_model(paper="efficientnet", **_meta("b7"))
+def efficientnet_b7(**kwargs) -> EfficientNet:
+    """EfficientNet-B7: width x2, depth x3.1, 600x600 input, dropout 0.5."""
+    return _efficientnet("b7", **kwargs)

@@ -11,6 +11,11 @@ images need little regularisation; that schedule lives in the reproduction, not 
 gives their cost only, Table 7). Fused-MBConv1 without expansion is a plain conv-BN-SiLU with a skip. BN
 epsilon is 1e-3 as in the paper's code and torchvision, whose checkpoints load as they are; timm's
 ``efficientnetv2_*`` are the same networks with eps 1e-5 (``bn_eps=1e-5``).
+
+``tf_efficientnetv2_{s,m,l}`` (timm's names) are the same networks with TensorFlow's "SAME" padding
+(``pad_type="same"``, ``layers.padding``): a strided 3x3 conv pads 0 before and 1 after an even-sized input
+where PyTorch pads 1 and 1. The weights of the paper's own release (ImageNet-1k and ImageNet-21k, ported by
+timm) were trained so; they give wrong outputs with symmetric padding.
 """
 from __future__ import annotations
 
@@ -79,5 +84,46 @@ def efficientnetv2_m(**kwargs) -> EfficientNetV2:
                 weights={"torchvision": _TV + "efficientnet_v2_l-59c71312.pth"}, notes=_NOTE.format("efficientnetv2_l"))
 def efficientnetv2_l(**kwargs) -> EfficientNetV2:
     """EfficientNetV2-L."""
+    kwargs.setdefault("drop_rate", 0.4)
+    return EfficientNetV2(L, 32, **kwargs)
+
+
+# The paper's released weights, as timm ported them: its pretrained_cfg input sizes (train 300 / 384; timm
+# evaluates at 384 / 480, Table 7's sizes), [-1, 1] normalisation and its default tag (ImageNet-21k pretraining,
+# ImageNet-1k fine-tuning).
+_EFFV2 = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-effv2-weights/"
+_TF_NOTE = ("TF 'SAME' padding and BN eps 1e-3, for the weights of the paper's release; timm evaluates at {}px; "
+            "ImageNet-1k-only weights: pretrained='timm::" + _EFFV2 + "{}'")
+
+
+@register_model(paper="efficientnetv2", input_size=(3, 300, 300), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                paper_params_m=22, paper_gflops=8.8, reference={"timm": "tf_efficientnetv2_s"},
+                weights={"timm": _EFFV2 + "tf_efficientnetv2_s_21ft1k-d7dafa41.pth"},
+                notes=_TF_NOTE.format(384, "tf_efficientnetv2_s-eb54923e.pth"))
+def tf_efficientnetv2_s(**kwargs) -> EfficientNetV2:
+    """EfficientNetV2-S (Table 4) with TensorFlow's "SAME" padding."""
+    kwargs.setdefault("pad_type", "same")
+    kwargs.setdefault("drop_rate", 0.2)
+    return EfficientNetV2(S, 24, **kwargs)
+
+
+@register_model(paper="efficientnetv2", input_size=(3, 384, 384), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                paper_params_m=54, paper_gflops=24, reference={"timm": "tf_efficientnetv2_m"},
+                weights={"timm": _EFFV2 + "tf_efficientnetv2_m_21ft1k-bf41664a.pth"},
+                notes=_TF_NOTE.format(480, "tf_efficientnetv2_m-cc09e0cd.pth"))
+def tf_efficientnetv2_m(**kwargs) -> EfficientNetV2:
+    """EfficientNetV2-M with TensorFlow's "SAME" padding."""
+    kwargs.setdefault("pad_type", "same")
+    kwargs.setdefault("drop_rate", 0.3)
+    return EfficientNetV2(M, 24, **kwargs)
+
+
+@register_model(paper="efficientnetv2", input_size=(3, 384, 384), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                paper_params_m=120, paper_gflops=53, reference={"timm": "tf_efficientnetv2_l"},
+                weights={"timm": _EFFV2 + "tf_efficientnetv2_l_21ft1k-60127a9d.pth"},
+                notes=_TF_NOTE.format(480, "tf_efficientnetv2_l-d664b728.pth"))
+def tf_efficientnetv2_l(**kwargs) -> EfficientNetV2:
+    """EfficientNetV2-L with TensorFlow's "SAME" padding."""
+    kwargs.setdefault("pad_type", "same")
     kwargs.setdefault("drop_rate", 0.4)
     return EfficientNetV2(L, 32, **kwargs)

@@ -49,20 +49,34 @@ _PAPER = {100: (4.2, 569), 75: (2.6, 325), 50: (1.3, 149), 25: (0.5, 41)}
 _HF = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
 
 
-def _variant(pct: int):
-    def builder(**kwargs) -> MobileNetV1:
-        return MobileNetV1(width=pct / 100, **kwargs)
-
-    name = f"mobilenetv1_{pct:03d}"
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"MobileNet v1 with width multiplier {pct / 100:g}."
-    builder.__module__ = __name__
+def _meta(pct: int) -> dict:
+    """Registered metadata: Table 6's params and mult-adds; timm has weights for width 1.0 alone."""
     params, madds = _PAPER[pct]
-    meta = dict(paper="mobilenet", paper_params_m=params, paper_gflops=madds / 1000)
+    meta = dict(paper_params_m=params, paper_gflops=madds / 1000)
     if pct == 100:
-        meta.update(reference={"timm": name}, weights={"timm": _HF.format("mobilenetv1_100.ra4_e3600_r224_in1k")})
-    return register_model(builder, **meta)
+        meta.update(reference={"timm": "mobilenetv1_100"}, weights={"timm": _HF.format("mobilenetv1_100.ra4_e3600_r224_in1k")})
+    return meta
 
 
-for _pct in _PAPER:
-    globals()[f"mobilenetv1_{_pct:03d}"] = _variant(_pct)
+@register_model(paper="mobilenet", **_meta(100))
+def mobilenetv1_100(**kwargs) -> MobileNetV1:
+    """MobileNet v1 with width multiplier 1."""
+    return MobileNetV1(width=1.0, **kwargs)
+
+
+@register_model(paper="mobilenet", **_meta(75))
+def mobilenetv1_075(**kwargs) -> MobileNetV1:
+    """MobileNet v1 with width multiplier 0.75."""
+    return MobileNetV1(width=0.75, **kwargs)
+
+
+@register_model(paper="mobilenet", **_meta(50))
+def mobilenetv1_050(**kwargs) -> MobileNetV1:
+    """MobileNet v1 with width multiplier 0.5."""
+    return MobileNetV1(width=0.5, **kwargs)
+
+
+@register_model(paper="mobilenet", **_meta(25))
+def mobilenetv1_025(**kwargs) -> MobileNetV1:
+    """MobileNet v1 with width multiplier 0.25."""
+    return MobileNetV1(width=0.25, **kwargs)

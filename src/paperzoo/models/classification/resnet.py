@@ -560,20 +560,69 @@ _CIFAR = dict(paper="resnet", input_size=(3, 32, 32), num_classes=10,
               mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
 
 
-def _cifar(depth: int, residual: bool):
-    def builder(**kwargs) -> CifarResNet:
-        return CifarResNet(depth, residual=residual, **kwargs)
-
-    kind = "resnet" if residual else "plain"
-    builder.__name__ = builder.__qualname__ = f"{kind}{depth}_cifar"
-    builder.__doc__ = f"The paper's CIFAR-10 {'ResNet' if residual else 'plain net'}-{depth} (n={(depth - 2) // 6})."
-    builder.__module__ = __name__
-    return register_model(builder, **_CIFAR, paper_params_m=_CIFAR_PARAMS_M[depth])
+def _cifar(depth: int) -> dict:
+    """Registered metadata of the CIFAR-10 net of this depth: 32x32 inputs, 10 classes, Table 6's params."""
+    return dict(**_CIFAR, paper_params_m=_CIFAR_PARAMS_M[depth])
 
 
-for _depth in _CIFAR_PARAMS_M:
-    globals()[f"resnet{_depth}_cifar"] = _cifar(_depth, residual=True)
-    globals()[f"plain{_depth}_cifar"] = _cifar(_depth, residual=False)
+@register_model(**_cifar(20))
+def resnet20_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 ResNet-20 (n=3)."""
+    return CifarResNet(20, residual=True, **kwargs)
+
+
+@register_model(**_cifar(20))
+def plain20_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 plain net-20 (n=3)."""
+    return CifarResNet(20, residual=False, **kwargs)
+
+
+@register_model(**_cifar(32))
+def resnet32_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 ResNet-32 (n=5)."""
+    return CifarResNet(32, residual=True, **kwargs)
+
+
+@register_model(**_cifar(32))
+def plain32_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 plain net-32 (n=5)."""
+    return CifarResNet(32, residual=False, **kwargs)
+
+
+@register_model(**_cifar(44))
+def resnet44_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 ResNet-44 (n=7)."""
+    return CifarResNet(44, residual=True, **kwargs)
+
+
+@register_model(**_cifar(44))
+def plain44_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 plain net-44 (n=7)."""
+    return CifarResNet(44, residual=False, **kwargs)
+
+
+@register_model(**_cifar(56))
+def resnet56_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 ResNet-56 (n=9)."""
+    return CifarResNet(56, residual=True, **kwargs)
+
+
+@register_model(**_cifar(56))
+def plain56_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 plain net-56 (n=9)."""
+    return CifarResNet(56, residual=False, **kwargs)
+
+
+@register_model(**_cifar(110))
+def resnet110_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 ResNet-110 (n=18)."""
+    return CifarResNet(110, residual=True, **kwargs)
+
+
+@register_model(**_cifar(110))
+def plain110_cifar(**kwargs) -> CifarResNet:
+    """The paper's CIFAR-10 plain net-110 (n=18)."""
+    return CifarResNet(110, residual=False, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -655,6 +704,15 @@ def seresnet152(**kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 8, 36, 3], attn_layer="se", **kwargs)
 
 
+@register_model(**_variant("seresnet152d", "senet", _TIMM + "v0.1-weights/seresnet152d_ra2-04464dd2.pth",
+                           input_size=(3, 256, 256),
+                           notes="timm's RA2-trained SE-ResNet-152 with Bag of Tricks' ResNet-D stem and shortcuts; "
+                                 "timm trains at 256px and evaluates at 320px"))
+def seresnet152d(**kwargs) -> ResNet:
+    """SE-ResNet-152-D: SE in every bottleneck of a ResNet-152-D (deep stem, average-pool shortcuts)."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], attn_layer="se", **{**_D, **kwargs})
+
+
 # CBAM (Woo et al., 2018): channel then spatial attention in the same place as SE (the authors' code).
 
 @register_model(paper="cbam", reference={"official": "Jongchan/attention-module ResidualNet('ImageNet', 50, 1000, 'CBAM')"},
@@ -667,24 +725,52 @@ def resnet50_cbam(**kwargs) -> ResNet:
 # Revisiting ResNets (Bello et al., 2021): ResNet-D with SE (ratio 1/4) and the stem's max pool replaced by a
 # strided 3x3 conv; the depths are the paper's Table 7 and the input sizes its training resolutions.
 
-def _resnetrs(name: str, layers: list[int], size: int, url: str):
-    def builder(**kwargs) -> ResNet:
-        se = functools.partial(SqueezeExcite, rd_ratio=0.25)
-        return ResNet(Bottleneck, layers, attn_layer=se, replace_stem_pool=True, **{**_D, **kwargs})
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"ResNet-RS-{name[8:]}: blocks {layers}, trained at {size}px."
-    builder.__module__ = __name__
-    return register_model(builder, **_variant(name, "resnet-rs", _TIMM + url, input_size=(3, size, size)))
+def _resnetrs(layers: list[int], **kwargs) -> ResNet:
+    """ResNet-RS: ResNet-D with SE (ratio 1/4) and a strided 3x3 conv for the stem's max pool."""
+    se = functools.partial(SqueezeExcite, rd_ratio=0.25)
+    return ResNet(Bottleneck, layers, attn_layer=se, replace_stem_pool=True, **{**_D, **kwargs})
 
 
-resnetrs50 = _resnetrs("resnetrs50", [3, 4, 6, 3], 160, "v0.1-rs-weights/resnetrs50_ema-6b53758b.pth")
-resnetrs101 = _resnetrs("resnetrs101", [3, 4, 23, 3], 192, "v0.1-rs-weights/resnetrs101_i192_ema-1509bbf6.pth")
-resnetrs152 = _resnetrs("resnetrs152", [3, 8, 36, 3], 256, "v0.1-rs-weights/resnetrs152_i256_ema-a9aff7f9.pth")
-resnetrs200 = _resnetrs("resnetrs200", [3, 24, 36, 3], 256, "v0.1-tpu-weights/resnetrs200_c-6b698b88.pth")
-resnetrs270 = _resnetrs("resnetrs270", [4, 29, 53, 4], 256, "v0.1-rs-weights/resnetrs270_ema-b40e674c.pth")
-resnetrs350 = _resnetrs("resnetrs350", [4, 36, 72, 4], 288, "v0.1-rs-weights/resnetrs350_i256_ema-5a1aa8f1.pth")
-resnetrs420 = _resnetrs("resnetrs420", [4, 44, 87, 4], 320, "v0.1-rs-weights/resnetrs420_ema-972dee69.pth")
+@register_model(**_variant("resnetrs50", "resnet-rs", _TIMM + "v0.1-rs-weights/resnetrs50_ema-6b53758b.pth", input_size=(3, 160, 160)))
+def resnetrs50(**kwargs) -> ResNet:
+    """ResNet-RS-50: blocks [3, 4, 6, 3], trained at 160px."""
+    return _resnetrs([3, 4, 6, 3], **kwargs)
+
+
+@register_model(**_variant("resnetrs101", "resnet-rs", _TIMM + "v0.1-rs-weights/resnetrs101_i192_ema-1509bbf6.pth", input_size=(3, 192, 192)))
+def resnetrs101(**kwargs) -> ResNet:
+    """ResNet-RS-101: blocks [3, 4, 23, 3], trained at 192px."""
+    return _resnetrs([3, 4, 23, 3], **kwargs)
+
+
+@register_model(**_variant("resnetrs152", "resnet-rs", _TIMM + "v0.1-rs-weights/resnetrs152_i256_ema-a9aff7f9.pth", input_size=(3, 256, 256)))
+def resnetrs152(**kwargs) -> ResNet:
+    """ResNet-RS-152: blocks [3, 8, 36, 3], trained at 256px."""
+    return _resnetrs([3, 8, 36, 3], **kwargs)
+
+
+@register_model(**_variant("resnetrs200", "resnet-rs", _TIMM + "v0.1-tpu-weights/resnetrs200_c-6b698b88.pth", input_size=(3, 256, 256)))
+def resnetrs200(**kwargs) -> ResNet:
+    """ResNet-RS-200: blocks [3, 24, 36, 3], trained at 256px."""
+    return _resnetrs([3, 24, 36, 3], **kwargs)
+
+
+@register_model(**_variant("resnetrs270", "resnet-rs", _TIMM + "v0.1-rs-weights/resnetrs270_ema-b40e674c.pth", input_size=(3, 256, 256)))
+def resnetrs270(**kwargs) -> ResNet:
+    """ResNet-RS-270: blocks [4, 29, 53, 4], trained at 256px."""
+    return _resnetrs([4, 29, 53, 4], **kwargs)
+
+
+@register_model(**_variant("resnetrs350", "resnet-rs", _TIMM + "v0.1-rs-weights/resnetrs350_i256_ema-5a1aa8f1.pth", input_size=(3, 288, 288)))
+def resnetrs350(**kwargs) -> ResNet:
+    """ResNet-RS-350: blocks [4, 36, 72, 4], trained at 288px."""
+    return _resnetrs([4, 36, 72, 4], **kwargs)
+
+
+@register_model(**_variant("resnetrs420", "resnet-rs", _TIMM + "v0.1-rs-weights/resnetrs420_ema-972dee69.pth", input_size=(3, 320, 320)))
+def resnetrs420(**kwargs) -> ResNet:
+    """ResNet-RS-420: blocks [4, 44, 87, 4], trained at 320px."""
+    return _resnetrs([4, 44, 87, 4], **kwargs)
 
 
 # Anti-aliasing. resnetblur* are Zhang's (2019) BlurPool ResNets as timm builds them: a 3x3 binomial filter

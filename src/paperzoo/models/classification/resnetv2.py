@@ -250,21 +250,37 @@ def bit_hyperrule(dataset_size: int, image_size: tuple[int, int], lr: float = 0.
 _BIT = dict(paper="bit", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(3, 448, 448))
 
 
-def _bit(depth: int, layers: list[int], wf: int):
-    name = f"resnetv2_{depth}x{wf}_bit"
-
-    def builder(**kwargs) -> ResNetV2:
-        return ResNetV2(layers, width_factor=wf, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"BiT ResNet-v2 R{depth}x{wf}: GroupNorm + Weight Standardization, widths x{wf}."
-    builder.__module__ = __name__
-    return register_model(builder, reference={"timm": name}, **_BIT)
+@register_model(reference={"timm": "resnetv2_50x1_bit"}, **_BIT)
+def resnetv2_50x1_bit(**kwargs) -> ResNetV2:
+    """BiT ResNet-v2 R50x1: GroupNorm + Weight Standardization, widths x1."""
+    return ResNetV2([3, 4, 6, 3], width_factor=1, **kwargs)
 
 
-resnetv2_50x1_bit = _bit(50, [3, 4, 6, 3], 1)
-resnetv2_50x3_bit = _bit(50, [3, 4, 6, 3], 3)
-resnetv2_101x1_bit = _bit(101, [3, 4, 23, 3], 1)
-resnetv2_101x3_bit = _bit(101, [3, 4, 23, 3], 3)
-resnetv2_152x2_bit = _bit(152, [3, 8, 36, 3], 2)
-resnetv2_152x4_bit = _bit(152, [3, 8, 36, 3], 4)
+@register_model(reference={"timm": "resnetv2_50x3_bit"}, **_BIT)
+def resnetv2_50x3_bit(**kwargs) -> ResNetV2:
+    """BiT ResNet-v2 R50x3: GroupNorm + Weight Standardization, widths x3."""
+    return ResNetV2([3, 4, 6, 3], width_factor=3, **kwargs)
+
+
+@register_model(reference={"timm": "resnetv2_101x1_bit"}, **_BIT)
+def resnetv2_101x1_bit(**kwargs) -> ResNetV2:
+    """BiT ResNet-v2 R101x1: GroupNorm + Weight Standardization, widths x1."""
+    return ResNetV2([3, 4, 23, 3], width_factor=1, **kwargs)
+
+
+@register_model(reference={"timm": "resnetv2_101x3_bit"}, **_BIT)
+def resnetv2_101x3_bit(**kwargs) -> ResNetV2:
+    """BiT ResNet-v2 R101x3: GroupNorm + Weight Standardization, widths x3."""
+    return ResNetV2([3, 4, 23, 3], width_factor=3, **kwargs)
+
+
+@register_model(reference={"timm": "resnetv2_152x2_bit"}, **_BIT)
+def resnetv2_152x2_bit(**kwargs) -> ResNetV2:
+    """BiT ResNet-v2 R152x2: GroupNorm + Weight Standardization, widths x2."""
+    return ResNetV2([3, 8, 36, 3], width_factor=2, **kwargs)
+
+
+@register_model(reference={"timm": "resnetv2_152x4_bit"}, **_BIT)
+def resnetv2_152x4_bit(**kwargs) -> ResNetV2:
+    """BiT ResNet-v2 R152x4: GroupNorm + Weight Standardization, widths x4."""
+    return ResNetV2([3, 8, 36, 3], width_factor=4, **kwargs)

@@ -127,22 +127,25 @@ class SelectiveKernelBottleneck(nn.Module):
 register_converter("sknet", "timm")(identity)
 
 
-def _sk(name: str, block: type[nn.Module], layers: list[int], sk_kwargs: dict, doc: str, **extra):
-    def builder(**kwargs) -> ResNet:
-        return ResNet(block, layers, block_args=dict(sk_kwargs=sk_kwargs), **{**extra, **kwargs})
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = doc
-    builder.__module__ = __name__
-    return register_model(builder, paper="assembled-cnn", reference={"timm": name})
-
-
 # timm's SK ResNets split the input channels between the two paths to keep the parameter count down.
-skresnet18 = _sk("skresnet18", SelectiveKernelBasic, [2, 2, 2, 2], dict(rd_ratio=1 / 8, rd_divisor=16, split_input=True),
-                 "SK-ResNet-18: basic blocks whose first conv is a selective kernel (input split over the paths).")
-skresnet34 = _sk("skresnet34", SelectiveKernelBasic, [3, 4, 6, 3], dict(rd_ratio=1 / 8, rd_divisor=16, split_input=True),
-                 "SK-ResNet-34: basic blocks whose first conv is a selective kernel (input split over the paths).")
-skresnext50_32x4d = _sk("skresnext50_32x4d", SelectiveKernelBottleneck, [3, 4, 6, 3],
-                        dict(rd_ratio=1 / 16, rd_divisor=32, split_input=False),
-                        "SKNet-50 of the SK paper: ResNeXt-50 (32x4d) with grouped selective-kernel convs.",
-                        cardinality=32, base_width=4)
+_SK_SPLIT = dict(rd_ratio=1 / 8, rd_divisor=16, split_input=True)
+
+
+@register_model(paper="assembled-cnn", reference={"timm": "skresnet18"})
+def skresnet18(**kwargs) -> ResNet:
+    """SK-ResNet-18: basic blocks whose first conv is a selective kernel (input split over the paths)."""
+    return ResNet(SelectiveKernelBasic, [2, 2, 2, 2], block_args=dict(sk_kwargs=_SK_SPLIT), **kwargs)
+
+
+@register_model(paper="assembled-cnn", reference={"timm": "skresnet34"})
+def skresnet34(**kwargs) -> ResNet:
+    """SK-ResNet-34: basic blocks whose first conv is a selective kernel (input split over the paths)."""
+    return ResNet(SelectiveKernelBasic, [3, 4, 6, 3], block_args=dict(sk_kwargs=_SK_SPLIT), **kwargs)
+
+
+@register_model(paper="assembled-cnn", reference={"timm": "skresnext50_32x4d"})
+def skresnext50_32x4d(**kwargs) -> ResNet:
+    """SKNet-50 of the SK paper: ResNeXt-50 (32x4d) with grouped selective-kernel convs."""
+    sk_kwargs = dict(rd_ratio=1 / 16, rd_divisor=32, split_input=False)
+    return ResNet(SelectiveKernelBottleneck, [3, 4, 6, 3], block_args=dict(sk_kwargs=sk_kwargs),
+                  **{**dict(cardinality=32, base_width=4), **kwargs})

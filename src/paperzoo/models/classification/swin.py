@@ -408,27 +408,57 @@ _PAPER = {
 _TIMM_TAG = {"tiny": "ms_in1k", "small": "ms_in22k_ft_in1k", "base": "ms_in22k_ft_in1k", "large": "ms_in22k_ft_in1k"}
 
 
-def _swin(size: str, window: int, res: int):
+def _swin(size: str, window: int, res: int, **kwargs) -> SwinTransformer:
+    """Swin-<size> at res x res with patch 4 and the given window."""
     dim, depths, heads = _CONFIGS[size]
+    args = dict(img_size=res, window_size=window, patch_size=4, embed_dim=dim, depths=depths, num_heads=heads)
+    return SwinTransformer(**{**args, **kwargs})
+
+
+def _meta(size: str, window: int, res: int) -> dict:
+    """Registered metadata: Table 1's params and FLOPs, official and timm weights, torchvision's at 224."""
     params, flops, official = _PAPER[(size, window, res)]
     name = f"swin_{size}_patch4_window{window}_{res}"
-
-    def builder(**kwargs) -> SwinTransformer:
-        args = dict(img_size=res, window_size=window, patch_size=4, embed_dim=dim, depths=depths, num_heads=heads)
-        return SwinTransformer(**{**args, **kwargs})
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"Swin-{size[0].upper()} at {res}x{res}, window {window}: C={dim}, depths {depths}."
-    builder.__module__ = __name__
     reference = {"timm": name}
     weights = {"official": _RELEASE + official,
                "timm": f"https://huggingface.co/timm/{name}.{_TIMM_TAG[size]}/resolve/main/model.safetensors"}
     if size in _TV and res == 224:
         reference["torchvision"] = _TV[size][0]
         weights["torchvision"] = "https://download.pytorch.org/models/" + _TV[size][1]
-    return register_model(builder, paper="swin", input_size=(3, res, res), paper_params_m=params, paper_gflops=flops,
-                          reference=reference, weights=weights)
+    return dict(input_size=(3, res, res), paper_params_m=params, paper_gflops=flops, reference=reference, weights=weights)
 
 
-for _size, _window, _res in _PAPER:
-    globals()[f"swin_{_size}_patch4_window{_window}_{_res}"] = _swin(_size, _window, _res)
+@register_model(paper="swin", **_meta("tiny", 7, 224))
+def swin_tiny_patch4_window7_224(**kwargs) -> SwinTransformer:
+    """Swin-T at 224x224, window 7: C=96, depths (2, 2, 6, 2)."""
+    return _swin("tiny", 7, 224, **kwargs)
+
+
+@register_model(paper="swin", **_meta("small", 7, 224))
+def swin_small_patch4_window7_224(**kwargs) -> SwinTransformer:
+    """Swin-S at 224x224, window 7: C=96, depths (2, 2, 18, 2)."""
+    return _swin("small", 7, 224, **kwargs)
+
+
+@register_model(paper="swin", **_meta("base", 7, 224))
+def swin_base_patch4_window7_224(**kwargs) -> SwinTransformer:
+    """Swin-B at 224x224, window 7: C=128, depths (2, 2, 18, 2)."""
+    return _swin("base", 7, 224, **kwargs)
+
+
+@register_model(paper="swin", **_meta("large", 7, 224))
+def swin_large_patch4_window7_224(**kwargs) -> SwinTransformer:
+    """Swin-L at 224x224, window 7: C=192, depths (2, 2, 18, 2)."""
+    return _swin("large", 7, 224, **kwargs)
+
+
+@register_model(paper="swin", **_meta("base", 12, 384))
+def swin_base_patch4_window12_384(**kwargs) -> SwinTransformer:
+    """Swin-B at 384x384, window 12: C=128, depths (2, 2, 18, 2)."""
+    return _swin("base", 12, 384, **kwargs)
+
+
+@register_model(paper="swin", **_meta("large", 12, 384))
+def swin_large_patch4_window12_384(**kwargs) -> SwinTransformer:
+    """Swin-L at 384x384, window 12: C=192, depths (2, 2, 18, 2)."""
+    return _swin("large", 12, 384, **kwargs)

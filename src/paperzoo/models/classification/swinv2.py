@@ -150,27 +150,57 @@ _TV = {"tiny": ("swin_v2_t", "swin_v2_t-b137f0e2.pth"), "small": ("swin_v2_s", "
        "base": ("swin_v2_b", "swin_v2_b-781e5279.pth")}
 
 
-def _swinv2(size: str, window: int):
+def _swinv2(size: str, window: int, **kwargs) -> SwinTransformerV2:
+    """SwinV2-{T,S,B} at 256x256 with patch 4 and the given window."""
     dim, depths, heads = _CONFIGS[size]
+    args = dict(img_size=256, window_size=window, patch_size=4, embed_dim=dim, depths=depths, num_heads=heads)
+    return SwinTransformerV2(**{**args, **kwargs})
+
+
+def _meta(size: str, window: int) -> dict:
+    """Registered metadata: the hub's params/FLOPs, timm/official weights, torchvision's for window 8."""
     params, flops = _PAPER[(size, window)]
     name = f"swinv2_{size}_window{window}_256"
-
-    def builder(**kwargs) -> SwinTransformerV2:
-        args = dict(img_size=256, window_size=window, patch_size=4, embed_dim=dim, depths=depths, num_heads=heads)
-        return SwinTransformerV2(**{**args, **kwargs})
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"SwinV2-{size[0].upper()} at 256x256, window {window}: C={dim}, depths {depths}."
-    builder.__module__ = __name__
     reference = {"timm": name}
     weights = {"official": f"https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_{size}_patch4_window{window}_256.pth",
                "timm": f"https://huggingface.co/timm/{name}.ms_in1k/resolve/main/model.safetensors"}
     if window == 8:
         reference["torchvision"] = _TV[size][0]
         weights["torchvision"] = "https://download.pytorch.org/models/" + _TV[size][1]
-    return register_model(builder, paper="swinv2", input_size=(3, 256, 256), paper_params_m=params, paper_gflops=flops,
-                          reference=reference, weights=weights)
+    return dict(input_size=(3, 256, 256), paper_params_m=params, paper_gflops=flops, reference=reference, weights=weights)
 
 
-for _size, _window in _PAPER:
-    globals()[f"swinv2_{_size}_window{_window}_256"] = _swinv2(_size, _window)
+@register_model(paper="swinv2", **_meta("tiny", 8))
+def swinv2_tiny_window8_256(**kwargs) -> SwinTransformerV2:
+    """SwinV2-T at 256x256, window 8: C=96, depths (2, 2, 6, 2)."""
+    return _swinv2("tiny", 8, **kwargs)
+
+
+@register_model(paper="swinv2", **_meta("small", 8))
+def swinv2_small_window8_256(**kwargs) -> SwinTransformerV2:
+    """SwinV2-S at 256x256, window 8: C=96, depths (2, 2, 18, 2)."""
+    return _swinv2("small", 8, **kwargs)
+
+
+@register_model(paper="swinv2", **_meta("base", 8))
+def swinv2_base_window8_256(**kwargs) -> SwinTransformerV2:
+    """SwinV2-B at 256x256, window 8: C=128, depths (2, 2, 18, 2)."""
+    return _swinv2("base", 8, **kwargs)
+
+
+@register_model(paper="swinv2", **_meta("tiny", 16))
+def swinv2_tiny_window16_256(**kwargs) -> SwinTransformerV2:
+    """SwinV2-T at 256x256, window 16: C=96, depths (2, 2, 6, 2)."""
+    return _swinv2("tiny", 16, **kwargs)
+
+
+@register_model(paper="swinv2", **_meta("small", 16))
+def swinv2_small_window16_256(**kwargs) -> SwinTransformerV2:
+    """SwinV2-S at 256x256, window 16: C=96, depths (2, 2, 18, 2)."""
+    return _swinv2("small", 16, **kwargs)
+
+
+@register_model(paper="swinv2", **_meta("base", 16))
+def swinv2_base_window16_256(**kwargs) -> SwinTransformerV2:
+    """SwinV2-B at 256x256, window 16: C=128, depths (2, 2, 18, 2)."""
+    return _swinv2("base", 16, **kwargs)

@@ -166,21 +166,57 @@ _VARIANTS = {  # name: config, paper params, torchvision weights, torchvision BN
 }
 
 
-def _variant(name: str, bn: bool):
-    cfg, params, tv, tv_bn = _VARIANTS[name]
-
-    def builder(**kwargs) -> VGG:
-        return VGG(CONFIGS[cfg], batch_norm=bn, **kwargs)
-
+def _meta(name: str, bn: bool) -> dict:
+    """Registered metadata: Table 2's params (plain nets only), torchvision's weights, timm's name."""
+    _, params, tv, tv_bn = _VARIANTS[name]
     full = f"{name}_bn" if bn else name
-    builder.__name__ = builder.__qualname__ = full
-    builder.__doc__ = f"VGG configuration {cfg}{' with batch norm' if bn else ''}."
-    builder.__module__ = __name__
-    return register_model(builder, paper="vgg", paper_params_m=None if bn else params,
-                          reference={"torchvision": full, "timm": full}, weights={"torchvision": _TV + (tv_bn if bn else tv)},
-                          notes=_NOTE)
+    return dict(paper_params_m=None if bn else params, reference={"torchvision": full, "timm": full},
+                weights={"torchvision": _TV + (tv_bn if bn else tv)}, notes=_NOTE)
 
 
-for _name in _VARIANTS:
-    globals()[_name] = _variant(_name, bn=False)
-    globals()[f"{_name}_bn"] = _variant(_name, bn=True)
+@register_model(paper="vgg", **_meta("vgg11", bn=False))
+def vgg11(**kwargs) -> VGG:
+    """VGG configuration A."""
+    return VGG(CONFIGS["A"], batch_norm=False, **kwargs)
+
+
+@register_model(paper="vgg", **_meta("vgg11", bn=True))
+def vgg11_bn(**kwargs) -> VGG:
+    """VGG configuration A with batch norm."""
+    return VGG(CONFIGS["A"], batch_norm=True, **kwargs)
+
+
+@register_model(paper="vgg", **_meta("vgg13", bn=False))
+def vgg13(**kwargs) -> VGG:
+    """VGG configuration B."""
+    return VGG(CONFIGS["B"], batch_norm=False, **kwargs)
+
+
+@register_model(paper="vgg", **_meta("vgg13", bn=True))
+def vgg13_bn(**kwargs) -> VGG:
+    """VGG configuration B with batch norm."""
+    return VGG(CONFIGS["B"], batch_norm=True, **kwargs)
+
+
+@register_model(paper="vgg", **_meta("vgg16", bn=False))
+def vgg16(**kwargs) -> VGG:
+    """VGG configuration D."""
+    return VGG(CONFIGS["D"], batch_norm=False, **kwargs)
+
+
+@register_model(paper="vgg", **_meta("vgg16", bn=True))
+def vgg16_bn(**kwargs) -> VGG:
+    """VGG configuration D with batch norm."""
+    return VGG(CONFIGS["D"], batch_norm=True, **kwargs)
+
+
+@register_model(paper="vgg", **_meta("vgg19", bn=False))
+def vgg19(**kwargs) -> VGG:
+    """VGG configuration E."""
+    return VGG(CONFIGS["E"], batch_norm=False, **kwargs)
+
+
+@register_model(paper="vgg", **_meta("vgg19", bn=True))
+def vgg19_bn(**kwargs) -> VGG:
+    """VGG configuration E with batch norm."""
+    return VGG(CONFIGS["E"], batch_norm=True, **kwargs)

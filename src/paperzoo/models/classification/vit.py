@@ -194,17 +194,16 @@ def timm_hub_url(name: str, tag: str) -> str:
     return f"https://huggingface.co/timm/{name}.{tag}/resolve/main/model.safetensors"
 
 
-def _vit(size: str, patch: int, res: int):
+def _vit(size: str, patch: int, res: int, **kwargs) -> VisionTransformer:
+    """ViT-<size>/<patch> at res x res with Table 1's width, depth and heads."""
     dim, depth, heads = _SIZES[size]
+    args = dict(img_size=res, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads)
+    return VisionTransformer(**{**args, **kwargs})
+
+
+def _meta(size: str, patch: int, res: int) -> dict:
+    """Registered metadata: [-1, 1] normalisation, Table 1's params, timm's and (at 224) torchvision's weights."""
     name = f"vit_{size}_patch{patch}_{res}"
-
-    def builder(**kwargs) -> VisionTransformer:
-        args = dict(img_size=res, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads)
-        return VisionTransformer(**{**args, **kwargs})
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"ViT-{size[0].upper()}/{patch} at {res}x{res}: width {dim}, depth {depth}, {heads} heads."
-    builder.__module__ = __name__
     reference = {"timm": name}
     weights = {}
     if name in _TIMM_HUB:
@@ -213,16 +212,101 @@ def _vit(size: str, patch: int, res: int):
     if tv and res == 224:
         reference["torchvision"] = tv[0]
         weights["torchvision"] = "https://download.pytorch.org/models/" + tv[1]
-    return register_model(builder, paper="vit", input_size=(3, res, res), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                          paper_params_m=_PAPER_PARAMS_M.get((size, patch)), reference=reference, weights=weights)
+    return dict(input_size=(3, res, res), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                paper_params_m=_PAPER_PARAMS_M.get((size, patch)), reference=reference, weights=weights)
 
 
-VIT_VARIANTS = [
-    ("tiny", 16, 224), ("tiny", 16, 384),
-    ("small", 32, 224), ("small", 32, 384), ("small", 16, 224), ("small", 16, 384),
-    ("base", 32, 224), ("base", 32, 384), ("base", 16, 224), ("base", 16, 384),
-    ("large", 32, 224), ("large", 32, 384), ("large", 16, 224), ("large", 16, 384), ("large", 14, 224),
-    ("huge", 14, 224),
-]
-for _size, _patch, _res in VIT_VARIANTS:
-    globals()[f"vit_{_size}_patch{_patch}_{_res}"] = _vit(_size, _patch, _res)
+@register_model(paper="vit", **_meta("tiny", 16, 224))
+def vit_tiny_patch16_224(**kwargs) -> VisionTransformer:
+    """ViT-T/16 at 224x224: width 192, depth 12, 3 heads."""
+    return _vit("tiny", 16, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("tiny", 16, 384))
+def vit_tiny_patch16_384(**kwargs) -> VisionTransformer:
+    """ViT-T/16 at 384x384: width 192, depth 12, 3 heads."""
+    return _vit("tiny", 16, 384, **kwargs)
+
+
+@register_model(paper="vit", **_meta("small", 32, 224))
+def vit_small_patch32_224(**kwargs) -> VisionTransformer:
+    """ViT-S/32 at 224x224: width 384, depth 12, 6 heads."""
+    return _vit("small", 32, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("small", 32, 384))
+def vit_small_patch32_384(**kwargs) -> VisionTransformer:
+    """ViT-S/32 at 384x384: width 384, depth 12, 6 heads."""
+    return _vit("small", 32, 384, **kwargs)
+
+
+@register_model(paper="vit", **_meta("small", 16, 224))
+def vit_small_patch16_224(**kwargs) -> VisionTransformer:
+    """ViT-S/16 at 224x224: width 384, depth 12, 6 heads."""
+    return _vit("small", 16, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("small", 16, 384))
+def vit_small_patch16_384(**kwargs) -> VisionTransformer:
+    """ViT-S/16 at 384x384: width 384, depth 12, 6 heads."""
+    return _vit("small", 16, 384, **kwargs)
+
+
+@register_model(paper="vit", **_meta("base", 32, 224))
+def vit_base_patch32_224(**kwargs) -> VisionTransformer:
+    """ViT-B/32 at 224x224: width 768, depth 12, 12 heads."""
+    return _vit("base", 32, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("base", 32, 384))
+def vit_base_patch32_384(**kwargs) -> VisionTransformer:
+    """ViT-B/32 at 384x384: width 768, depth 12, 12 heads."""
+    return _vit("base", 32, 384, **kwargs)
+
+
+@register_model(paper="vit", **_meta("base", 16, 224))
+def vit_base_patch16_224(**kwargs) -> VisionTransformer:
+    """ViT-B/16 at 224x224: width 768, depth 12, 12 heads."""
+    return _vit("base", 16, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("base", 16, 384))
+def vit_base_patch16_384(**kwargs) -> VisionTransformer:
+    """ViT-B/16 at 384x384: width 768, depth 12, 12 heads."""
+    return _vit("base", 16, 384, **kwargs)
+
+
+@register_model(paper="vit", **_meta("large", 32, 224))
+def vit_large_patch32_224(**kwargs) -> VisionTransformer:
+    """ViT-L/32 at 224x224: width 1024, depth 24, 16 heads."""
+    return _vit("large", 32, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("large", 32, 384))
+def vit_large_patch32_384(**kwargs) -> VisionTransformer:
+    """ViT-L/32 at 384x384: width 1024, depth 24, 16 heads."""
+    return _vit("large", 32, 384, **kwargs)
+
+
+@register_model(paper="vit", **_meta("large", 16, 224))
+def vit_large_patch16_224(**kwargs) -> VisionTransformer:
+    """ViT-L/16 at 224x224: width 1024, depth 24, 16 heads."""
+    return _vit("large", 16, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("large", 16, 384))
+def vit_large_patch16_384(**kwargs) -> VisionTransformer:
+    """ViT-L/16 at 384x384: width 1024, depth 24, 16 heads."""
+    return _vit("large", 16, 384, **kwargs)
+
+
+@register_model(paper="vit", **_meta("large", 14, 224))
+def vit_large_patch14_224(**kwargs) -> VisionTransformer:
+    """ViT-L/14 at 224x224: width 1024, depth 24, 16 heads."""
+    return _vit("large", 14, 224, **kwargs)
+
+
+@register_model(paper="vit", **_meta("huge", 14, 224))
+def vit_huge_patch14_224(**kwargs) -> VisionTransformer:
+    """ViT-H/14 at 224x224: width 1280, depth 32, 16 heads."""
+    return _vit("huge", 14, 224, **kwargs)
