@@ -63,7 +63,7 @@ def test_instances_file(tmp_path):
     assert ds.category_ids == {1: 3, 2: 7} and ds.in_chans == 3 and ds.image_size == (H, W)
     image, t = ds[0]
     assert isinstance(image, tv_tensors.Image) and image.dtype == torch.float32 and image.shape == (3, H, W)
-    pixels = np.asarray(Image.open(tmp_path / "img" / "a.png"))
+    pixels = np.array(Image.open(tmp_path / "img" / "a.png"))
     assert torch.equal(image, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
     assert isinstance(t["boxes"], tv_tensors.BoundingBoxes) and t["boxes"].format.name == "XYXY"
     assert tuple(t["boxes"].canvas_size) == (H, W)

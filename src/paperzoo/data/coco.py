@@ -84,9 +84,11 @@ def segmentation_to_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
     return segm
 
 
+_NUMBER = {int, float}
+
+
 def _is_number_list(x: Any, n: int | None = None) -> bool:
-    return isinstance(x, list) and (n is None or len(x) == n) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+    return type(x) is list and (n is None or len(x) == n) and set(map(type, x)) <= _NUMBER  # bools are not numbers
 
 
 class CocoDataset(Dataset):

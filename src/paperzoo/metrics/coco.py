@@ -53,10 +53,10 @@ def _rles(masks: Any, threshold: float) -> list[dict[str, Any]]:
     thresholded at ``threshold``."""
     from pycocotools import mask as mask_utils
 
-    m = torch.as_tensor(masks).detach().cpu().as_subclass(torch.Tensor)
+    m = torch.as_tensor(masks).detach().as_subclass(torch.Tensor)
     if m.ndim == 4:
         m = m[:, 0]
-    m = (m > threshold) if m.is_floating_point() else (m > 0)
+    m = ((m > threshold) if m.is_floating_point() else (m > 0)).cpu()  # threshold where the masks are
     rles = mask_utils.encode(np.asfortranarray(m.to(torch.uint8).numpy().transpose(1, 2, 0))) if len(m) else []
     for r in rles:
         r["counts"] = r["counts"].decode("ascii")
