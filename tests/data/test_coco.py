@@ -32,6 +32,15 @@ def _crowd_rle() -> dict:
     return {"size": [H, W], "counts": rle["counts"].decode("ascii")}
 
 
+def _uncompressed_rle(m: np.ndarray) -> dict:
+    """COCO's uncompressed RLE, written from its definition: run lengths of the column-major pixels,
+    starting with a run of zeros."""
+    flat = m.flatten(order="F")
+    change = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    return {"size": list(m.shape), "counts": ([0] if flat[0] else []) + runs}
+
+
 def _instances(tmp: Path) -> dict:
     """Two images (the second with no objects), category ids 3 and 7 (labels 1 and 2), a polygon square and a
     crowd RLE."""
@@ -78,6 +87,10 @@ def test_instances_file(tmp_path):
     ys, xs = torch.nonzero(m[0], as_tuple=True)  # the polygon square covers pixels 4..11 x 6..15 (COCO's raster)
     assert (int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())) == (4, 11, 6, 15)
     assert int(m[0].sum()) == 80
+    # COCO's crowd annotations carry uncompressed RLE (counts as a list)
+    data = _instances(tmp_path)
+    data["annotations"][1]["segmentation"] = _uncompressed_rle(expected_crowd.numpy())
+    assert torch.equal(CocoDataset(_write(tmp_path, data, "u.json"))[0][1]["masks"][1], expected_crowd)
     _, empty = ds[1]  # an image without objects: N = 0 tensors of the right shapes
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,) and empty["masks"].shape == (0, H, W)
     assert empty["area"].shape == (0,) and empty["iscrowd"].shape == (0,)

@@ -184,6 +184,12 @@ def test_keypoint_ap_from_oks():
     assert 0.5 < o < 0.95
     assert m["kp_map"] == pytest.approx((THRESHOLDS <= o).sum() / 10)
     assert m["kp_map_50"] == pytest.approx(1.0)
+    # an image with no people and no detections (torchvision's (0, P, 3) keypoints) changes nothing
+    empty = _target([], [], image_id=2, keypoints=tv_tensors.KeyPoints(torch.zeros(0, 17, 2), canvas_size=(200, 200)),
+                    visibility=torch.zeros(0, 17, dtype=torch.int64), area=torch.zeros(0))
+    none = _pred([], [], [], keypoints=torch.zeros(0, 17, 3))
+    _, m2 = _evaluate([(pred, gt), (none, empty)], iou_types="keypoints")
+    assert m2["kp_map"] == m["kp_map"]
 
 
 def test_keypoints_need_sigmas_unless_coco_persons():

@@ -69,6 +69,8 @@ def _size(image: Any, target: dict[str, Any]) -> tuple[int, int]:
         return int(canvas[0]), int(canvas[1])
     if target.get("masks") is not None:
         return tuple(int(v) for v in target["masks"].shape[-2:])  # type: ignore[return-value]
+    if image is None:
+        raise ValueError("CocoEvaluator: without images, targets need BoundingBoxes with a canvas_size")
     return int(image.shape[-2]), int(image.shape[-1])
 
 
@@ -111,6 +113,7 @@ class CocoEvaluator(GatherEvaluator):
 
     def update(self, predictions: Any, batch: Any) -> None:
         images, targets = batch
+        images = [None] * len(targets) if images is None else images
         if len(predictions) != len(targets):
             raise ValueError(f"CocoEvaluator: {len(predictions)} predictions for {len(targets)} images")
         for image, pred, target in zip(images, predictions, targets):
@@ -140,11 +143,11 @@ class CocoEvaluator(GatherEvaluator):
             for name, d in (("target", target), ("prediction", pred)):
                 if d.get("keypoints") is None:
                     raise ConfigError(f"CocoEvaluator: iou type 'keypoints' needs 'keypoints' in every {name}")
-            kp = _np(target["keypoints"])
+            kp = _np(target["keypoints"])  # (N, P, 2)
             self._sigmas(kp.shape[1])
-            gt["keypoints"] = kp[..., :2].reshape(n, -1, 2)
-            gt["visibility"] = _np(target["visibility"], np.int64).reshape(n, -1)
-            dt["keypoints"] = _np(pred["keypoints"])[..., :2].reshape(len(dt["boxes"]), -1, 2)
+            gt["keypoints"] = kp[..., :2]
+            gt["visibility"] = _np(target["visibility"], np.int64).reshape(kp.shape[:2])
+            dt["keypoints"] = _np(pred["keypoints"])[..., :2]  # (M, P, 2|3) -> (M, P, 2)
         if target.get("area") is not None:
             gt["area"] = _np(target["area"]).reshape(-1)
         elif "masks" in gt:

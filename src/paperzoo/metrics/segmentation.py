@@ -84,8 +84,10 @@ class MeanIoU(Evaluator):
         pred = self._labels(predictions, tuple(target.shape[-2:])).to(target.device).long()
         if pred.shape != target.shape:
             raise ValueError(f"MeanIoU: predictions {tuple(pred.shape)} and targets {tuple(target.shape)} differ")
-        keep = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-        t, p = target[keep], pred[keep]
+        if self.ignore_index is not None:
+            keep = target != self.ignore_index
+            target, pred = target[keep], pred[keep]
+        t, p = target.reshape(-1), pred.reshape(-1)
         k = self.num_classes
         bad = (t < 0) | (t >= k)
         if bad.any():
