@@ -155,8 +155,8 @@ class CocoDataset(Dataset):
             self.with_masks = bool(masks)
             if self.with_masks and with_segm < len(anns):
                 missing = next(a["id"] for a in anns if "segmentation" not in a)
-                raise DataError(f"{self.path}: annotation {missing} has no 'segmentation' while others have "
-                                f"one (pass masks=False to read boxes only)")
+                raise DataError(f"{self.path}: annotation {missing} has no 'segmentation' (masks need one on "
+                                f"every annotation; pass masks=False to read boxes only)")
 
         order = np.arange(len(self._images))
         if split != "all" and len(order) > 0:
