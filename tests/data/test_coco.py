@@ -12,7 +12,8 @@ from pycocotools import mask as mask_utils
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from paperzoo.data.coco import CocoDataset, SanitizeInstances, export_coco
+from paperzoo.data.coco import CocoDataset, export_coco
+from paperzoo.data.transforms import SanitizeInstances
 from paperzoo.errors import DataError
 
 H, W = 24, 32

@@ -16,7 +16,7 @@ every problem is a ``DataError`` whose one line names the json, and the image or
 built-in synthetic scenes can be handed to any tool that reads COCO files.
 
 Boxes, masks and keypoints are tv_tensors, so ``torchvision.transforms.v2`` moves them together;
-``SanitizeInstances`` is ``v2.SanitizeBoundingBoxes`` that also filters the per-instance fields of this format
+``data.transforms.SanitizeInstances`` is ``v2.SanitizeBoundingBoxes`` that also filters the per-instance fields of this format
 (keypoints, visibility, area, iscrowd) and marks keypoints a crop pushed off the image as not labelled.
 (A horizontal flip does not swap left and right keypoints: that needs the skeleton's flip pairs.)
 """
@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from ..errors import ConfigError, DataError, unknown
 
@@ -40,7 +39,6 @@ KINDS = ("instances", "keypoints", "captions")
 SPLITS = ("train", "val", "all")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PER_INSTANCE = ("labels", "area", "iscrowd", "visibility")
 
 
 def _load_json(path: Path) -> Any:
@@ -356,41 +354,6 @@ class CocoDataset(Dataset):
     def __repr__(self) -> str:
         return (f"CocoDataset({str(self.path)!r}, kind={self.kind!r}, split={self.split!r}, "
                 f"images={len(self)}, num_classes={self.num_classes})")
-
-
-# ---------------------------------------------------------------------- transforms
-def _instance_fields(inputs: Any) -> tuple[torch.Tensor, ...]:
-    """labels_getter for ``v2.SanitizeBoundingBoxes``: every plain per-instance tensor of the target."""
-    target = next((x for x in (inputs if isinstance(inputs, (tuple, list)) else (inputs,)) if isinstance(x, dict)),
-                  None)
-    if target is None:
-        return ()
-    return tuple(target[k] for k in PER_INSTANCE if isinstance(target.get(k), torch.Tensor))
-
-
-class SanitizeInstances(v2.SanitizeBoundingBoxes):
-    """``v2.SanitizeBoundingBoxes`` for the dense sample format: drops degenerate boxes together with their
-    labels, masks, keypoints, visibility, area and iscrowd, and sets the visibility of keypoints that lie
-    outside the image (after a crop) to 0."""
-
-    def __init__(self, min_size: float = 1.0, min_area: float = 1.0) -> None:
-        super().__init__(min_size=min_size, min_area=min_area, labels_getter=_instance_fields)
-
-    def forward(self, *inputs: Any) -> Any:
-        out = super().forward(*inputs)
-        target = next((x for x in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(x, dict)), None)
-        if target is not None and isinstance(target.get("keypoints"), tv_tensors.KeyPoints) \
-                and isinstance(target.get("visibility"), torch.Tensor):
-            kp = target["keypoints"]
-            h, w = kp.canvas_size
-            inside = (kp[..., 0] >= 0) & (kp[..., 0] < w) & (kp[..., 1] >= 0) & (kp[..., 1] < h)
-            target["visibility"] = torch.where(inside.as_subclass(torch.Tensor), target["visibility"], 0)
-        return out
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, tv_tensors.KeyPoints) and inpt.shape[0] == params["valid"].shape[0]:
-            return tv_tensors.wrap(inpt[params["valid"]], like=inpt)
-        return super().transform(inpt, params)
 
 
 # ---------------------------------------------------------------------- export
