@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 
 import paperzoo as pz
 from paperzoo.catalog import CATEGORIES, STATUSES, load_manifest, resolves

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import paperzoo as pz
 from paperzoo.config import apply_overrides
-from paperzoo.errors import ConfigError, PaperzooError
+from paperzoo.errors import ConfigError
 from paperzoo.tasks import ClassificationTask
 from paperzoo.train import NonFiniteLossError, TrainConfig, Trainer
 from paperzoo.train.checkpoint import list_checkpoints

@@ -181,7 +181,8 @@ def _check_overrides(args: tuple[str, ...] | list[str]) -> None:
 @app.command()
 @click.argument("overrides", nargs=-1)
 @click.option("--model", default=None, help="Registered model name.")
-@click.option("--data", default=None, help="shapes, digits, or a path to an image folder.")
+@click.option("--data", default=None, help="shapes, digits, an image folder, or a COCO json (annotations.json).")
+@click.option("--task", default=None, help="Task to train for (default: the model's own; see `paperzoo tasks`).")
 @click.option("--epochs", type=int, default=None, help="Number of epochs.")
 @click.option("--batch-size", type=int, default=None, help="Global batch size.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate.")
@@ -189,8 +190,9 @@ def _check_overrides(args: tuple[str, ...] | list[str]) -> None:
 @click.option("--config", type=click.Path(path_type=Path), default=None, help="YAML recipe.")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue the run in this directory.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
-def train(overrides: tuple[str, ...], model: str | None, data: str | None, epochs: int | None, batch_size: int | None,
-          lr: float | None, out: Path | None, config: Path | None, resume: Path | None, checkpoint_every: int | None) -> None:
+def train(overrides: tuple[str, ...], model: str | None, data: str | None, task: str | None, epochs: int | None,
+          batch_size: int | None, lr: float | None, out: Path | None, config: Path | None, resume: Path | None,
+          checkpoint_every: int | None) -> None:
     """Train a model with the one Trainer.
 
     OVERRIDES are KEY=VALUE settings of any config key (e.g. amp=bf16 data.size=2000)."""
@@ -208,7 +210,7 @@ def train(overrides: tuple[str, ...], model: str | None, data: str | None, epoch
         cfg.out = str(resume)
     if config is not None:
         load_yaml(cfg, config)
-    flags = {"model": model, "data.name": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+    flags = {"model": model, "data.name": data, "task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "out": str(out) if out else None, "checkpoint_every": checkpoint_every}
     apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
     apply_overrides(cfg, overrides)
@@ -221,14 +223,15 @@ def train(overrides: tuple[str, ...], model: str | None, data: str | None, epoch
 @click.argument("overrides", nargs=-1)
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--weights", type=click.Path(path_type=Path), required=True, help="Weights (.safetensors or torch checkpoint).")
-@click.option("--data", default="shapes", show_default=True, help="shapes, digits, or a path to an image folder.")
+@click.option("--data", default="shapes", show_default=True, help="shapes, digits, an image folder, or a COCO json.")
+@click.option("--task", default=None, help="Task whose metrics to compute (default: the model's own).")
 @click.option("--split", default="val", show_default=True, help="train, val or test.")
 @click.option("--source", default="paperzoo", show_default=True, help="Whose key names the weights use (timm, torchvision, ...).")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write metrics.json here.")
-def evaluate(overrides: tuple[str, ...], model: str, weights: Path, data: str, split: str, source: str, batch_size: int,
-             out: Path | None) -> None:
-    """Evaluate weights on a dataset split; prints (and optionally writes) the metrics.
+def evaluate(overrides: tuple[str, ...], model: str, weights: Path, data: str, task: str | None, split: str, source: str,
+             batch_size: int, out: Path | None) -> None:
+    """Evaluate weights on a dataset split with the task's metrics (accuracy; COCO box/mask/keypoint AP; mIoU).
 
     OVERRIDES are KEY=VALUE config settings (e.g. data.image_size=64)."""
     from .config import apply_overrides
@@ -236,15 +239,59 @@ def evaluate(overrides: tuple[str, ...], model: str, weights: Path, data: str, s
     from .train import TrainConfig
 
     _check_overrides(overrides)
-    cfg = TrainConfig(model=model, batch_size=batch_size)
+    cfg = TrainConfig(model=model, batch_size=batch_size, task=task)
     cfg.data.name = data
     apply_overrides(cfg, overrides)
-    metrics = evaluate_weights(cfg, weights, split=split, source=source)
+    metrics, evaluator = evaluate_weights(cfg, weights, split=split, source=source)
+    summary = getattr(evaluator, "summary", "")
+    if summary:
+        console.print(summary.rstrip())
     console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         console.print(f"wrote {out / 'metrics.json'}")
+
+
+@app.command()
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--weights", type=click.Path(path_type=Path), required=True, help="Weights (.safetensors or torch checkpoint).")
+@click.option("--image", type=click.Path(path_type=Path), required=True, help="The image to run the model on.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("pred.png"), show_default=True, help="Output PNG.")
+@click.option("--task", default=None, help="Task (default: the one the weights were trained for, else the model's).")
+@click.option("--source", default="paperzoo", show_default=True, help="Whose key names the weights use (timm, torchvision, ...).")
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Detectors: draw boxes scoring at least this.")
+@click.option("--num-classes", type=int, default=None, help="Classifier size (default: from the weights).")
+def predict(model: str, weights: Path, image: Path, out: Path, task: str | None, source: str, score_threshold: float,
+            num_classes: int | None) -> None:
+    """Run a model on IMAGE and draw its prediction into a PNG: boxes, masks and keypoints, class maps, or top classes."""
+    from .run import predict_image
+
+    result = predict_image(model, weights, image, out, source=source, task=task, score_threshold=score_threshold,
+                           num_classes=num_classes)
+    if "detections" in result:
+        console.print(f"{len(result['detections'])} detections with score >= {score_threshold}")
+        for d in result["detections"][:20]:
+            console.print(f"  {d['label']} {d['score']:.3f} box {d['box']}")
+    elif "top" in result:
+        console.print(", ".join(f"{t['label']} {t['probability']:.3f}" for t in result["top"]))
+    elif "classes" in result:
+        console.print("classes present: " + (", ".join(result["classes"]) or "none"))
+    console.print(f"wrote {result['out']}")
+
+
+@app.command()
+def tasks() -> None:
+    """The tasks a model can be trained and evaluated for (``--task``), with the data each one reads."""
+    from .tasks import task_class, task_names
+
+    table = Table(header_style="bold")
+    for col in ("task", "sample kind", "description"):
+        table.add_column(col)
+    for name in task_names():
+        cls = task_class(name)
+        table.add_row(name, cls.data, " ".join((cls.__doc__ or "").split()).split(". ")[0].rstrip("."))
+    console.print(table)
 
 
 @app.command("data")

@@ -8,27 +8,55 @@ from typing import Any
 import torch
 
 from .data import get_dataset
-from .errors import PaperzooError
+from .errors import ConfigError, PaperzooError
 from .registry import create_model, model_meta
 from .train import Trainer, TrainConfig, evaluate
-from .tasks.distillation import build_distillation_task
 from .weights import load_weights
 
 BUILTIN_DEFAULT_SIZE = 32
+COCO_KIND = {"detection": "instances", "instances": "instances", "keypoints": "keypoints", "captioning": "captions"}
+
+
+def run_task_class(cfg: TrainConfig) -> type:
+    """The class of the task a run uses (``--task``, distillation, or the model's own)."""
+    from .tasks import task_class, task_name_for
+
+    return task_class(task_name_for(cfg, model_meta(cfg.model)))
 
 
 def dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
+    """Keyword arguments of the dataset ``cfg.data`` names, for the run's task (built-in scenes take the task's
+    sample kind and default knobs, e.g. larger scenes with several objects for detection)."""
     d = cfg.data
+    kind = run_task_class(cfg).data
     kwargs: dict[str, Any] = dict(d.options)
     if d.name == "shapes":
-        kwargs.setdefault("image_size", d.image_size or BUILTIN_DEFAULT_SIZE)
+        defaults = dict(getattr(run_task_class(cfg), "data_defaults", {}))
+        kwargs.setdefault("image_size", d.image_size or defaults.pop("image_size", BUILTIN_DEFAULT_SIZE))
+        defaults.pop("image_size", None)
+        for key, value in defaults.items():
+            kwargs.setdefault(key, value)
         kwargs.setdefault("preset", d.preset)
+        kwargs.setdefault("kind", kind)
         size = d.size if split == "train" else d.val_size
         if size is not None:
             kwargs.setdefault("size", size)
     elif d.name == "digits":
+        if kind != "classification":
+            raise ConfigError(f"the digits are a classification dataset; the {run_task_class(cfg).name} task needs "
+                              "--data shapes or a COCO json")
         kwargs.setdefault("image_size", d.image_size or BUILTIN_DEFAULT_SIZE)
+    elif d.name.endswith(".json"):
+        if kind not in COCO_KIND:
+            raise ConfigError(f"a COCO json serves detection, instances, keypoints or captioning, not the "
+                              f"{run_task_class(cfg).name} task")
+        kwargs.setdefault("kind", COCO_KIND[kind])
+        kwargs.setdefault("masks", kind == "instances")
+        kwargs.setdefault("seed", cfg.seed)
     else:
+        if kind != "classification":
+            raise ConfigError(f"an image folder is a classification dataset; the {run_task_class(cfg).name} task "
+                              "needs --data shapes or a COCO json (annotations.json)")
         meta = model_meta(cfg.model)
         kwargs.setdefault("image_size", d.image_size or meta.input_size[-1])
         kwargs.setdefault("mean", meta.mean)
@@ -37,20 +65,46 @@ def dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
     return kwargs
 
 
+def build_dataset(cfg: TrainConfig, split: str) -> torch.utils.data.Dataset:
+    """The ``split`` of the run's data: built-in scenes or digits, an image folder, or a COCO json (``data.val``
+    names a second json for validation; without one a fixed tenth of the images is held out). Dense training
+    data get a random horizontal flip (boxes and masks follow) unless ``data.augment=false``; keypoint data are
+    not flipped (left and right keypoints would swap)."""
+    from .data.transforms import detection_train_transforms
+
+    d = cfg.data
+    kwargs = dataset_kwargs(cfg, split)
+    kind = run_task_class(cfg).data
+    if split == "train" and d.augment and kind in ("detection", "instances"):
+        kwargs.setdefault("transforms", detection_train_transforms())
+    if d.name.endswith(".json"):
+        from .data.coco import CocoDataset
+
+        if split != "train" and d.val:
+            return CocoDataset(d.val, split="all", **kwargs)
+        return CocoDataset(d.name, split="all" if split == "train" and d.val else ("train" if split == "train" else "val"), **kwargs)
+    return get_dataset(d.name, split, **kwargs)
+
+
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
     kwargs = dict(cfg.model_args)
     if cfg.drop_path_rate is not None:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
-    return create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if model_meta(cfg.model).task == "classification":
+        kwargs["in_chans"] = in_chans
+    return create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes, **kwargs)
 
 
 def build_and_train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Trainer:
-    """``paperzoo train``: datasets and model from the config, then ``Trainer.fit``."""
-    train = get_dataset(cfg.data.name, "train", **dataset_kwargs(cfg, "train"))
-    val = get_dataset(cfg.data.name, "val", **dataset_kwargs(cfg, "val"))
+    """``paperzoo train``: datasets and model from the config, then ``Trainer.fit``. Every input is read and
+    checked before the run directory is written."""
+    from .tasks import build_task
+
+    train = build_dataset(cfg, "train")
+    val = build_dataset(cfg, "val")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train.num_classes, train.in_chans)
-    task = build_distillation_task(cfg, train.num_classes, train.in_chans)
+    task = build_task(cfg, model.meta, train)
     trainer = Trainer(model, train, val, cfg, task=task, quiet=quiet)
     trainer.fit(resume=resume)
     if trainer.info.is_main and not quiet and trainer.out is not None:
@@ -58,15 +112,21 @@ def build_and_train(cfg: TrainConfig, resume: bool = False, quiet: bool = False)
     return trainer
 
 
-def evaluate_weights(cfg: TrainConfig, weights: Path, split: str = "val", source: str = "paperzoo") -> dict[str, float]:
-    """``paperzoo eval``: load weights into the named model and score it on a dataset split."""
+def evaluate_weights(cfg: TrainConfig, weights: Path, split: str = "val", source: str = "paperzoo") -> tuple[dict[str, float], Any]:
+    """``paperzoo eval``: load weights into the named model and score it on a dataset split with its task's
+    metrics. Returns the metrics and the evaluator (COCO's keeps pycocotools' summary table)."""
+    from .tasks import build_task
+
     if not Path(weights).exists():
         raise PaperzooError(f"weights file not found: {weights}")
-    ds = get_dataset(cfg.data.name, split, **dataset_kwargs(cfg, split))
+    ds = build_dataset(cfg, split)
     model = build_model(cfg, ds.num_classes, ds.in_chans)
     load_weights(model, weights, source=source)
     device = "cuda" if torch.cuda.is_available() and cfg.device in ("auto", "cuda") else "cpu"
-    return evaluate(model.to(device), ds, batch_size=cfg.batch_size, device=device)
+    task = build_task(cfg, model.meta, ds)
+    evaluator = task.evaluator()
+    metrics = evaluate(model.to(device), ds, task=task, batch_size=cfg.batch_size, device=device, evaluator=evaluator)
+    return metrics, evaluator
 
 
 def describe_dataset(name: str, split: str, preset: str, image_size: int, preview: Path | None, bench: int, console: Any) -> None:
@@ -111,6 +171,115 @@ def _preview_grid(ds: Any, path: Path, n: int = 16) -> None:
     plt.close(fig)
 
 
+# ------------------------------------------------------------------------------------------- predict
+def read_image(path: Path, gray: bool = False) -> torch.Tensor:
+    """An image file as a uint8 CHW tensor; an unreadable file is a one-line error naming it."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2 import functional as TF
+
+    if not Path(path).exists():
+        raise PaperzooError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return TF.pil_to_tensor(img.convert("L" if gray else "RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise PaperzooError(f"cannot read image {path}: {e}".splitlines()[0]) from None
+
+
+def predict_image(model: str, weights: Path, image: Path, out: Path, source: str = "paperzoo", task: str | None = None,
+                  score_threshold: float = 0.5, num_classes: int | None = None, topk: int = 5) -> dict[str, Any]:
+    """``paperzoo predict``: run a trained model on one image and draw what it predicts into a PNG — boxes with
+    their class names and scores (and masks, keypoints) for detectors, the class map for segmenters, the top
+    classes for classifiers. Classes, normalisation and input size come from the weights' metadata when
+    paperzoo wrote them."""
+    from torchvision.io import write_png
+    from torchvision.transforms.v2 import functional as TF
+    from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
+
+    from .tasks import task_class, task_name_for
+
+    if not Path(weights).exists():
+        raise PaperzooError(f"weights file not found: {weights}")
+    meta = model_meta(model)
+    state, saved = _weights_and_metadata(Path(weights))
+    names = saved.get("categories") or saved.get("classes") or meta.categories
+    task_name = task or saved.get("task") or task_name_for(TrainConfig(model=model), meta)
+    kind = task_class(task_name).data
+    kwargs: dict[str, int] = {}
+    if source == "paperzoo":  # the classes paperzoo recorded, else whatever makes the tensors fit
+        kwargs = {"num_classes": len(saved["categories"])} if saved.get("categories") else _shape_arguments(model, state)
+        if kind == "classification" and "in_chans" not in kwargs:
+            kwargs.update({k: v for k, v in _shape_arguments(model, state).items() if k == "in_chans"})
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    net = create_model(model, **kwargs)
+    load_weights(net, state, source=source)
+    net.eval()
+    chans = kwargs.get("in_chans", meta.input_size[0])
+    picture = read_image(Path(image), gray=chans == 1)
+    result: dict[str, Any] = {"out": str(out), "task": task_name}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind in ("detection", "instances", "keypoints"):
+        with torch.no_grad():
+            det = net.detect([picture.float() / 255])[0]
+        keep = det["scores"] >= score_threshold
+        det = {k: v[keep] for k, v in det.items()}
+        label = [names[int(c)] if names and int(c) < len(names) else str(int(c)) for c in det["labels"]]
+        drawn = picture if chans == 3 else picture.expand(3, -1, -1)
+        if "masks" in det and len(det["masks"]):
+            masks = det["masks"][:, 0] if det["masks"].ndim == 4 else det["masks"]
+            drawn = draw_segmentation_masks(drawn, masks > 0.5, alpha=0.5)
+        drawn = draw_bounding_boxes(drawn, det["boxes"], labels=[f"{n} {s:.2f}" for n, s in zip(label, det["scores"].tolist())],
+                                    width=2, colors="red")
+        if "keypoints" in det and len(det["keypoints"]):
+            drawn = draw_keypoints(drawn, det["keypoints"][..., :2], colors="yellow", radius=2)
+        write_png(drawn, str(out))
+        result["detections"] = [{"label": n, "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
+                                for n, s, b in zip(label, det["scores"], det["boxes"])]
+        return result
+    size = saved.get("image_size")
+    size = (size[-1] if isinstance(size, list) else size) or meta.input_size[-1]
+    mean, std = saved.get("mean", meta.mean), saved.get("std", meta.std)
+    resized = TF.resize(picture, [size, size], antialias=True)
+    x = ((resized.float() / 255 - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1))[None]
+    with torch.no_grad():
+        y = net(x)
+    if kind == "segmentation":
+        logits = y["out"] if isinstance(y, dict) else y
+        classes = logits.argmax(1)[0]
+        present = [int(c) for c in classes.unique() if int(c) != 0]
+        drawn = resized if chans == 3 else resized.expand(3, -1, -1)
+        if present:
+            drawn = draw_segmentation_masks(drawn, torch.stack([classes == c for c in present]), alpha=0.6)
+        write_png(drawn, str(out))
+        result["classes"] = [names[c] if names and c < len(names) else str(c) for c in present]
+        return result
+    probs = torch.softmax(y.float(), 1)[0]
+    top = probs.topk(min(topk, len(probs)))
+    labels = [names[int(i)] if names and int(i) < len(names) else f"class {int(i)}" for i in top.indices]
+    _draw_classification(picture, labels, top.values.tolist(), out)
+    result["top"] = [{"label": n, "probability": round(float(p), 4)} for n, p in zip(labels, top.values)]
+    return result
+
+
+def _draw_classification(picture: torch.Tensor, labels: list[str], probs: list[float], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": [1, 1.2]})
+    img = picture.permute(1, 2, 0).squeeze(-1).numpy()
+    a.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    a.axis("off")
+    b.barh(range(len(labels))[::-1], probs, color="C0")
+    b.set_yticks(range(len(labels))[::-1], labels, fontsize=8)
+    b.set(xlim=(0, 1), xlabel="probability", title=f"{labels[0]} ({probs[0]:.2f})")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 # ------------------------------------------------------------------------------------------- cam
 def _weights_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     import json
@@ -124,9 +293,11 @@ def _weights_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict[str
 
         with safe_open(str(path), "pt") as f:
             raw = f.metadata() or {}
-        for key in ("mean", "std", "classes", "image_size"):
+        for key in ("mean", "std", "classes", "categories", "image_size"):
             if key in raw:
                 meta[key] = json.loads(raw[key])
+        if "task" in raw:
+            meta["task"] = raw["task"]
     return state, meta
 
 

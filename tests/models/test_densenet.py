@@ -100,11 +100,3 @@ def test_cifar_model_and_kwargs() -> None:
     assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     m = pz.create_model("densenet121", num_classes=3, in_chans=1)
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 3)
-
-
-def test_compiles_fullgraph() -> None:
-    model = DenseNet((2, 2), growth_rate=4, stem="cifar", num_classes=3).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 16, 16)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-6)

@@ -104,11 +104,3 @@ def test_common_kwargs() -> None:
     m = pz.create_model("efficientnet_b0", num_classes=3, in_chans=1, drop_path_rate=0.2)
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 3)
     assert m.meta.input_size == (1, 224, 224)
-
-
-def test_compiles_fullgraph() -> None:
-    model = EfficientNet(width=0.25, depth=0.3, num_classes=3).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-6)

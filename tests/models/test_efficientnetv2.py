@@ -156,12 +156,3 @@ def test_features_kwargs_and_drop_path() -> None:
         feats = f(torch.randn(1, 3, 64, 64))
     assert [t.shape[1] for t in feats] == f.feature_info.channels() == [24, 48, 64, 160, 256]
     assert [64 // t.shape[-1] for t in feats] == f.feature_info.reduction() == [2, 4, 8, 16, 32]
-
-
-def test_compiles_fullgraph() -> None:
-    rows = [("fused", 1, 1, 8, 1), ("fused", 4, 2, 16, 1), ("mbconv", 4, 2, 24, 1)]
-    model = EfficientNetV2(rows, 8, num_classes=3).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-6)

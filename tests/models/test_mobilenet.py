@@ -95,11 +95,3 @@ def test_pretrained_from_a_local_timm_file(ref: torch.nn.Module, tmp_path) -> No
 def test_common_kwargs() -> None:
     m = pz.create_model("mobilenetv1_050", num_classes=4, in_chans=1, drop_path_rate=0.1)
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 4)
-
-
-def test_compiles_fullgraph() -> None:
-    model = pz.create_model("mobilenetv1_025", num_classes=3).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-6)

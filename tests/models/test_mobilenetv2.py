@@ -97,11 +97,3 @@ def test_common_kwargs_and_drop_path() -> None:
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 4)
     rates = [b.drop_path.drop_prob for s in m.blocks for b in s if b.has_skip]
     assert rates == sorted(rates) and 0 < rates[-1] < 0.2
-
-
-def test_compiles_fullgraph() -> None:
-    model = pz.create_model("mobilenetv2_050", num_classes=3).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-6)

@@ -134,11 +134,3 @@ def test_a_few_training_steps_reduce_the_loss(tiny_shapes) -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
-
-
-def test_compiles_fullgraph() -> None:
-    model = pz.create_model("resnet20_cifar").eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 16, 16)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-6)

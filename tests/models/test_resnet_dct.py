@@ -94,11 +94,3 @@ def test_dynamic_gate_is_hard_and_learnable() -> None:
     with torch.no_grad():
         model(x)
     assert model.gate.last_gate.all()  # deterministic at eval: all start above the threshold
-
-
-def test_compiles_fullgraph() -> None:
-    model = pz.create_model("resnet50_dct", channels=(8, 16, 32, 64), num_classes=3).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 24, 8, 8)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-5)

@@ -99,13 +99,3 @@ def test_sk_block_subsamples_after_the_selective_kernel() -> None:
         assert v.shape[-1] == 8
         expected = torch.relu(block.conv3(block.aa(v)) + shortcut(x))
         assert torch.allclose(block(x), expected, atol=1e-6) and expected.shape[-1] == 4
-
-
-def test_compiles_fullgraph() -> None:
-    from paperzoo.models.classification.assembled import BigLittleResNet
-
-    model = BigLittleResNet((2, 2, 2, 1), channels=(8, 16, 32, 64), stem_width=16, num_classes=3).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-5)

@@ -75,11 +75,3 @@ def test_common_kwargs_and_pre_logits() -> None:
     m = pz.create_model("vgg11", num_classes=7, in_chans=1)
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 7)
     assert m.forward_head(m.forward_features(torch.randn(2, 1, 32, 32)), pre_logits=True).shape == (2, 4096)
-
-
-def test_compiles_fullgraph() -> None:
-    model = VGG(CONFIGS["A"], num_classes=5, batch_norm=True, width=1 / 16, fc_dim=32, pool_size=1).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-6)

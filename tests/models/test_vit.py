@@ -162,11 +162,3 @@ def test_common_kwargs_and_reduced_variant() -> None:
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 7)
     m.reset_classifier(3)
     assert m(torch.randn(2, 1, 32, 32)).shape == (2, 3)
-
-
-def test_compiles_fullgraph() -> None:
-    model = pz.create_model("vit_tiny_patch16_224", img_size=32, depth=2).eval()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(compiled(x), model(x), atol=1e-5)

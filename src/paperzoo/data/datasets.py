@@ -41,8 +41,10 @@ class ShapesDataset(Dataset):
     * ``"captioning"``: ``{"caption": str}``;
     * ``"scene"``: all of the above in one target (and ``label``, ``colors``).
 
-    Dense kinds give images in [0, 1] unless ``normalize=True`` (classification normalises by default); their
-    ``num_classes`` counts the background. ``transform`` acts on the image alone, ``transforms`` on
+    Detection-style kinds (detection, instances, keypoints, scene) give images in [0, 1] — torchvision's detectors
+    normalise inside — and the others normalised images, unless ``normalize`` says otherwise; dense kinds'
+    ``num_classes`` counts the background. ``keypoint_sigmas`` are the OKS constants of the 8 keypoint slots (shape
+    corners are sharp points: one small constant for all). ``transform`` acts on the image alone, ``transforms`` on
     ``(image, target)`` (torchvision's v2 convention: boxes, masks and keypoints follow). Scenes are rendered on
     first access and kept (as uint8) unless ``cache=False``.
     """
@@ -73,7 +75,8 @@ class ShapesDataset(Dataset):
         self.num_classes = len(self.categories)
         self.in_chans = 3
         self.image_size = (self.config.image_size, self.config.image_size)
-        normalize = not dense if normalize is None else normalize
+        if normalize is None:
+            normalize = kind not in ("detection", "instances", "keypoints", "scene")
         self.mean = (0.5, 0.5, 0.5) if normalize else (0.0, 0.0, 0.0)
         self.std = (0.25, 0.25, 0.25) if normalize else (1.0, 1.0, 1.0)
         self.transform, self.transforms = transform, transforms
@@ -133,6 +136,7 @@ class ShapesDataset(Dataset):
         return x, target
 
     max_keypoints = MAX_KEYPOINTS
+    keypoint_sigmas = (0.05,) * MAX_KEYPOINTS
 
 
 def scene_target(s: Scene, kind: str, image_id: int = 0) -> dict[str, Any]:
@@ -144,7 +148,7 @@ def scene_target(s: Scene, kind: str, image_id: int = 0) -> dict[str, Any]:
         target.update(
             boxes=tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
             labels=torch.from_numpy(s.labels) + 1,
-            area=torch.from_numpy(s.masks.reshape(len(s.labels), -1).sum(1).astype(np.float32)),
+            area=torch.from_numpy(s.masks.reshape(len(s.labels), h * w).sum(1).astype(np.float32)),
             iscrowd=torch.zeros(len(s.labels), dtype=torch.int64),
         )
     if kind in ("instances", "scene"):

@@ -272,7 +272,7 @@ def render_scene(cfg: SceneConfig, seed: int | np.random.SeedSequence | list[int
         keypoints[i, : len(kp), 2] = np.where(hidden, 1, 2)
         front = 1 - (1 - front) * (1 - covers[i])
     labels = np.array([cfg.classes.index(o["cls"]) for o in objects], np.int64)
-    areas = masks.reshape(n, -1).sum(1)
+    areas = masks.reshape(n, s * s).sum(1)
     main = int(np.argmax(areas)) if n else 0
     label = int(labels[main]) if n else 0
 

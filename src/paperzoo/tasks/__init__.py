@@ -6,7 +6,19 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Evaluator, GatherEvaluator, SumEvaluator, Task, get_task, register_task, split_batch, task_names
+from .base import (
+    Evaluator,
+    GatherEvaluator,
+    SumEvaluator,
+    Task,
+    build_task,
+    get_task,
+    register_task,
+    split_batch,
+    task_class,
+    task_name_for,
+    task_names,
+)
 from .classification import AccuracyEvaluator, ClassificationTask
 
 _DISCOVERED = False
@@ -24,4 +36,4 @@ def _discover() -> None:
 
 
 __all__ = ["AccuracyEvaluator", "ClassificationTask", "Evaluator", "GatherEvaluator", "SumEvaluator", "Task",
-           "get_task", "register_task", "split_batch", "task_names"]
+           "build_task", "get_task", "register_task", "split_batch", "task_class", "task_name_for", "task_names"]

@@ -150,6 +150,11 @@ class Task:
     def evaluator(self) -> Evaluator:
         raise NotImplementedError
 
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> Task:
+        """The task a ``TrainConfig`` asks for, given the training data (``paperzoo train --task NAME``)."""
+        return cls()
+
     # ------------------------------------------------------------------ optional hooks
     def setup(self, trainer: Trainer) -> None:
         """Called once by the Trainer after it has placed the model (move extra networks, build their optimizers)."""
@@ -192,9 +197,28 @@ def task_names() -> list[str]:
     return sorted(_TASKS)
 
 
-def get_task(name: str, **kwargs: Any) -> Task:
-    """A task by name (``--task``), built with ``kwargs``."""
+def task_class(name: str) -> type[Task]:
     names = task_names()
     if name not in _TASKS:
         raise unknown("task", name, names, f"known tasks: {', '.join(names)}")
-    return _TASKS[name](**kwargs)
+    return _TASKS[name]
+
+
+def get_task(name: str, **kwargs: Any) -> Task:
+    """A task by name, built with ``kwargs``."""
+    return task_class(name)(**kwargs)
+
+
+def task_name_for(cfg: Any, meta: Any) -> str:
+    """The task a run uses: ``cfg.task`` (``--task``) if set, DeiT distillation when ``distill.teacher`` is set,
+    else the model's own (``meta.task``)."""
+    if getattr(cfg, "task", None):
+        return cfg.task
+    if getattr(getattr(cfg, "distill", None), "teacher", None):
+        return "deit-distillation"
+    return getattr(meta, "task", "classification")
+
+
+def build_task(cfg: Any, meta: Any, data: Any = None) -> Task:
+    """The task of a run (``task_name_for``) built from the config and the training data."""
+    return task_class(task_name_for(cfg, meta)).from_config(cfg, data)

@@ -46,6 +46,10 @@ class ClassificationTask(Task):
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
 
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> ClassificationTask:
+        return cls(cfg.label_smoothing)
+
     def collate(self, samples: Sequence[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any]:
         return stack_classification(samples)
 

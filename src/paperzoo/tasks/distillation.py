@@ -69,6 +69,10 @@ class DeiTDistillationTask(ClassificationTask):
                                reduction="batchmean", log_target=True) * tau * tau
         return (1 - self.alpha) * base + self.alpha * distill, base, distill
 
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> DeiTDistillationTask:
+        return build_distillation_task(cfg, getattr(data, "num_classes", None), getattr(data, "in_chans", 3))
+
     def setup(self, trainer) -> None:
         self.teacher.to(trainer.device)
 
@@ -84,15 +88,15 @@ class DeiTDistillationTask(ClassificationTask):
                        "distill_loss": distill.detach()}
 
 
-def build_distillation_task(cfg: Any, num_classes: int, in_chans: int) -> DeiTDistillationTask | None:
-    """The task ``cfg.distill`` asks for (None when ``distill.teacher`` is unset): the teacher is built as a
-    registered model and loaded strictly from ``distill.teacher_weights`` (``SOURCE::PATH`` names a source)."""
+def build_distillation_task(cfg: Any, num_classes: int | None, in_chans: int) -> DeiTDistillationTask:
+    """The task ``cfg.distill`` asks for: the teacher is built as a registered model and loaded strictly from
+    ``distill.teacher_weights`` (``SOURCE::PATH`` names a source)."""
     from ..registry import create_model
     from ..weights import load_weights
 
     d = cfg.distill
     if d.teacher is None:
-        return None
+        raise ConfigError("DeiT distillation needs distill.teacher (a registered model name) and distill.teacher_weights")
     if not d.teacher_weights:
         raise ConfigError("distill.teacher needs distill.teacher_weights: the trained teacher's checkpoint")
     source, _, location = d.teacher_weights.rpartition("::")

@@ -7,7 +7,9 @@ from typing import Any
 
 @dataclass
 class DataConfig:
-    name: str = "shapes"  # shapes | digits | path to an image folder
+    name: str = "shapes"  # shapes | digits | path to an image folder | path to a COCO json (annotations.json)
+    val: str | None = None  # a COCO json for validation (default: a fixed tenth of the training json's images)
+    augment: bool = True  # dense tasks: a random horizontal flip of the training images (boxes and masks follow)
     size: int | None = None  # training-set size for built-in data (default: the dataset's)
     val_size: int | None = None
     image_size: int | None = None  # default: the dataset's (or the model's for image folders)
@@ -83,6 +85,7 @@ class SWAConfig:
 @dataclass
 class TrainConfig:
     model: str = "resnet20_cifar"
+    task: str | None = None  # the model's own task (its metadata) unless set: --task
     model_args: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
     data: DataConfig = field(default_factory=DataConfig)

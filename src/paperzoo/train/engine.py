@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import random
 import sys
@@ -240,15 +239,15 @@ def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManag
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, task: Task | None = None, batch_size: int = 128,
              device: torch.device | str | None = None, amp: str = "none", info: DistInfo = DistInfo(),
-             memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
+             memory_format: torch.memory_format = torch.contiguous_format, evaluator: Any = None) -> dict[str, float]:
     """The task's metrics of ``model`` on ``dataset`` (default task: classification): ``task.predict`` on each
-    batch, fed to one ``task.evaluator()``; under torchrun each process takes its shard and the evaluator is
-    synchronised before ``compute``."""
+    batch, fed to one ``task.evaluator()`` (or the ``evaluator`` given); under torchrun each process takes its
+    shard and the evaluator is synchronised before ``compute``."""
     task = task or ClassificationTask()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    evaluator = task.evaluator()
+    evaluator = evaluator if evaluator is not None else task.evaluator()
     idx = list(range(info.rank, len(dataset), info.world))
     for start in range(0, len(idx), batch_size):
         batch = to_device(task.collate([dataset[i] for i in idx[start:start + batch_size]]), device, memory_format)
@@ -261,16 +260,13 @@ def evaluate(model: nn.Module, dataset: Dataset, task: Task | None = None, batch
     return evaluator.compute()
 
 
-def default_task(model: nn.Module, cfg: TrainConfig) -> Task:
-    """The task of the model's metadata (``meta.task``); classification takes the config's label smoothing."""
-    from ..tasks import get_task
+def default_task(model: nn.Module, cfg: TrainConfig, data: Dataset | None = None) -> Task:
+    """The run's task: ``cfg.task`` if set, else the model's metadata (``meta.task``), built from the config."""
+    from ..tasks import build_task
     from ..weights import _inner
 
     inner, _ = _inner(model)
-    name = getattr(getattr(inner, "meta", None) or getattr(model, "meta", None), "task", "classification")
-    if name == "classification":
-        return ClassificationTask(cfg.label_smoothing)
-    return get_task(name)
+    return build_task(cfg, getattr(inner, "meta", None) or getattr(model, "meta", None), data)
 
 
 @contextlib.contextmanager
@@ -340,7 +336,7 @@ class Trainer:
 
         self.out = Path(out or cfg.out) if (out or cfg.out) else None
         self.train_data, self.val_data = train_data, val_data
-        self.task = task or default_task(model, cfg)
+        self.task = task or default_task(model, cfg, train_data)
         techniques = from_config(cfg, model, train_data)
         if batch_transform is not None:  # replaces the config's batch mixing
             from .callbacks.mixing import Mixing
