@@ -10,6 +10,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # for `helpers`
 
+# Paper checks must run, assert something, and agree with catalog/verification.json (see the plugin's docstring).
+pytest_plugins = ["paperzoo.catalog.checks"]
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

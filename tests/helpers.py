@@ -40,3 +40,15 @@ def macs(model: nn.Module, x: torch.Tensor) -> float:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return counter.get_total_flops() / 2
+
+
+def strict_load(record_property, model: nn.Module, state: dict, source: str) -> int:
+    """``load_weights`` strictly (it raises, listing the keys, on any name or shape that does not match) and record
+    how many of the model's tensors it filled (BatchNorm counters aside); returns that count."""
+    import paperzoo as pz
+
+    pz.load_weights(model, state, source=source)
+    filled = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    assert filled
+    record_property(f"num_tensors_loaded_strictly_from_{source}", len(filled))
+    return len(filled)

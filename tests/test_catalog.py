@@ -7,7 +7,6 @@ from pathlib import Path
 
 import paperzoo as pz
 from paperzoo.catalog import CATEGORIES, STATUSES, load_manifest, resolves
-from paperzoo.catalog.scan import scan_tests
 from paperzoo.registry import _REGISTRY, list_models
 from paperzoo.reproduce import available
 
@@ -49,11 +48,6 @@ def test_papers_md_copy_equals_the_shared_original() -> None:
         assert PAPERS_MD.read_text() == original.read_text(), f"docs/PAPERS.md differs from {original}: copy it again"
 
 
-def test_manifest_is_current() -> None:
-    """verification.json lists exactly the tests marked @pytest.mark.paper (regenerate: python -m paperzoo.catalog)."""
-    assert load_manifest() == scan_tests(ROOT / "tests", ROOT)
-
-
 def test_marked_slugs_exist() -> None:
     slugs = {p.slug for p in pz.papers()}
     assert set(load_manifest()) <= slugs
@@ -88,7 +82,9 @@ def test_status_rules() -> None:
         else:
             assert not missing
         if p.status == "verified":
-            assert any(not c.slow for c in p.checks)
+            assert any(c.passed and not c.slow for c in p.checks)
+        else:
+            assert not any(c.passed and not c.slow for c in p.checks) or missing
 
 
 def test_resnet_is_verified() -> None:

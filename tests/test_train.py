@@ -154,28 +154,51 @@ def _wait_for_checkpoint(run: Path, proc: subprocess.Popen, at_least: int, timeo
     raise AssertionError("no checkpoint appeared")
 
 
-def test_sigkill_and_resume_gives_identical_weights(tmp_path: Path) -> None:
-    """A run killed with SIGKILL mid-training and resumed ends with exactly the weights of an unkilled run."""
+# `paperzoo train` that kills itself with SIGKILL when step KILL_AT begins: between two checkpoints, at a step
+# fixed in advance (polling from outside could miss it, or find the run already finished on a fast machine).
+KILLED_TRAIN = """
+import os, signal, sys
+from paperzoo.cli import main
+from paperzoo.train import Trainer
+step = Trainer.train_step
+def train_step(self, batch):
+    if self.step == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, batch)
+Trainer.train_step = train_step
+main(sys.argv[1:])
+"""
+
+
+def kill_and_resume(args: list[str], tmp_path: Path, kill_at: int) -> tuple[dict, dict]:
+    """Final weights of an uninterrupted ``paperzoo train ARGS`` and of the same run SIGKILLed when step ``kill_at``
+    begins and then resumed with ``--resume``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    ref = subprocess.run([*TRAIN, "--out", str(tmp_path / "ref")], capture_output=True, env=env, cwd=ROOT)
+    ref = subprocess.run([sys.executable, "-m", "paperzoo", "train", *args, "--out", str(tmp_path / "ref")],
+                         capture_output=True, env=env, cwd=ROOT)
     assert ref.returncode == 0, ref.stderr.decode()
     run = tmp_path / "killed"
-    proc = subprocess.Popen([*TRAIN, "--out", str(run), "--checkpoint-every", "3"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    _wait_for_checkpoint(run, proc, at_least=9)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = subprocess.run([sys.executable, "-c", KILLED_TRAIN, "train", *args, "--out", str(run)], capture_output=True,
+                            env={**env, "KILL_AT": str(kill_at)}, cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
     assert not (run / "model.safetensors").exists(), "the run was killed before it finished"
     resumed = subprocess.run([sys.executable, "-m", "paperzoo", "train", "--resume", str(run)], capture_output=True,
                              env=env, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert b"resuming from" in resumed.stdout
     a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    again = subprocess.run([sys.executable, "-m", "paperzoo", "train", "--resume", str(run)], capture_output=True, env=env, cwd=ROOT)
+    assert again.returncode == 0 and b"already finished" in again.stdout
+    return a, b
+
+
+def test_sigkill_and_resume_gives_identical_weights(tmp_path: Path) -> None:
+    """A run killed with SIGKILL mid-training (two steps after its last checkpoint) and resumed ends with exactly
+    the weights of an unkilled run."""
+    a, b = kill_and_resume([*TRAIN[4:], "--checkpoint-every", "3"], tmp_path, kill_at=11)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    again = subprocess.run([sys.executable, "-m", "paperzoo", "train", "--resume", str(run)], capture_output=True, env=env, cwd=ROOT)
-    assert again.returncode == 0 and b"already finished" in again.stdout
 
 
 def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ def list_papers(as_json: bool, status: str | None, category: str | None) -> None
     if as_json:
         rows = [dict(slug=p.slug, arxiv=p.arxiv, title=p.title, year=p.year, category=p.category, summary=p.summary,
                      status=p.status, models=list(p.models), objects=list(p.objects), reproduction=p.reproduction,
-                     verify=p.verify, reproduce=p.reproduce, checks=[c.test for c in p.checks if not c.slow])
+                     verify=p.verify, reproduce=p.reproduce,
+                     checks=[dict(test=c.test, slow=c.slow, passed=c.passed, figures=dict(c.figures)) for c in p.checks])
                 for p in entries]
         print(json.dumps(rows, indent=1))
         return
@@ -95,11 +96,17 @@ def show(slug: str) -> None:
             console.print(f"  {f.relative_to(root) if f.is_relative_to(root) else f}")
     console.print("[bold]Verified against[/bold]")
     console.print(f"  {p.verify}")
-    checks = [c for c in p.checks if not c.slow]
-    for c in checks:
-        console.print(f"  [green]test[/green] {c.test}" + (f" — {c.doc}" if c.doc else ""))
-    if not checks:
-        console.print("  [dim](no marked test yet)[/dim]")
+    console.print("[bold]Checks[/bold] (tests that compare the code with a reference or the paper; the last full run)")
+    for c in p.checks:
+        mark = ("[green]passed[/green]" if c.passed else "[red]not passed[/red]") if not c.slow else \
+            ("[green]passed[/green] [dim](slow)[/dim]" if c.passed else "[dim]slow: not in the default run[/dim]")
+        console.print(f"  {mark} {c.test}")
+        if c.doc:
+            console.print(f"      [dim]{c.doc}[/dim]")
+        for name, value in c.figures:
+            console.print(f"      {name} = {_fmt(value)}")
+    if not p.checks:
+        console.print("  [dim](no check yet)[/dim]")
     console.print("[bold]Reproduce[/bold]")
     console.print(f"  claim: {p.reproduce}")
     console.print(f"  run:   paperzoo reproduce {p.slug} --out runs/{p.slug}")
@@ -142,6 +149,10 @@ def _module_file(entry_point: str) -> Path | None:
         mod = importlib.import_module(getattr(obj, "__module__", entry_point.rpartition(".")[0]))
         return Path(mod.__file__).resolve() if getattr(mod, "__file__", None) else None
     return Path(spec.origin).resolve() if spec.origin else None
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _num(v: float | None) -> str:

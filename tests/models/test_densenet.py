@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from helpers import n_params, perturb_, rel_err
+from helpers import n_params, perturb_, rel_err, strict_load
 
 import paperzoo as pz
 from paperzoo.models.classification.densenet import DenseNet, cifar_densenet
@@ -36,11 +36,11 @@ def test_equals_reference(refs, source: str) -> None:
 
 @pytest.mark.paper("densenet")
 @pytest.mark.parametrize("name", IMAGENET)
-def test_every_variant_has_the_reference_tensors(name: str) -> None:
+def test_every_variant_has_the_reference_tensors(name: str, record_property) -> None:
     """Strict loading (names and shapes, on the meta device) from both references for all four networks."""
     with torch.device("meta"):
-        pz.load_weights(pz.create_model(name), getattr(torchvision.models, name)().state_dict(), source="torchvision")
-        pz.load_weights(pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
+        strict_load(record_property, pz.create_model(name), getattr(torchvision.models, name)().state_dict(), source="torchvision")
+        strict_load(record_property, pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
 
 
 def test_published_torchvision_key_names_load(refs) -> None:

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from helpers import macs, n_params, perturb_, rel_err
+from helpers import macs, n_params, perturb_, rel_err, strict_load
 
 import paperzoo as pz
 from paperzoo.layers import SqueezeExcite
@@ -47,12 +47,12 @@ def test_b5_equals_torchvision() -> None:
 
 @pytest.mark.paper("efficientnet")
 @pytest.mark.parametrize("name", NAMES)
-def test_every_variant_has_the_reference_tensors(name: str) -> None:
+def test_every_variant_has_the_reference_tensors(name: str, record_property) -> None:
     """Compound scaling gives torchvision's and timm's channel and repeat counts for B0-B7 (strict loading
     of names and shapes on the meta device)."""
     with torch.device("meta"):
-        pz.load_weights(pz.create_model(name), getattr(torchvision.models, name)().state_dict(), source="torchvision")
-        pz.load_weights(pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
+        strict_load(record_property, pz.create_model(name), getattr(torchvision.models, name)().state_dict(), source="torchvision")
+        strict_load(record_property, pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
 
 
 @pytest.mark.paper("efficientnet")

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from helpers import macs, n_params, perturb_, rel_err
+from helpers import macs, n_params, perturb_, rel_err, strict_load
 
 import paperzoo as pz
 from paperzoo.models.classification._efficient_blocks import ConvBnAct, FusedMBConv, InvertedResidual
@@ -42,12 +42,12 @@ def test_s_equals_timm(tv_s: torch.nn.Module) -> None:
 
 @pytest.mark.paper("efficientnetv2")
 @pytest.mark.parametrize("name", NAMES)
-def test_every_variant_has_the_reference_tensors(name: str) -> None:
+def test_every_variant_has_the_reference_tensors(name: str, record_property) -> None:
     """S, M and L hold torchvision's and timm's tensors (strict names and shapes, meta device)."""
     with torch.device("meta"):
         tv = getattr(torchvision.models, name.replace("v2_", "_v2_"))()
-        pz.load_weights(pz.create_model(name), tv.state_dict(), source="torchvision")
-        pz.load_weights(pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
+        strict_load(record_property, pz.create_model(name), tv.state_dict(), source="torchvision")
+        strict_load(record_property, pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
 
 
 @pytest.mark.paper("efficientnetv2")

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from helpers import macs, n_params, perturb_, rel_err
+from helpers import macs, n_params, perturb_, rel_err, strict_load
 
 import paperzoo as pz
 from paperzoo.models.classification._efficient_blocks import DepthwiseSeparable, InvertedResidual
@@ -37,10 +37,10 @@ def test_equals_timm(refs, name: str) -> None:
 
 
 @pytest.mark.paper("mobilenetv2")
-def test_width_050_has_timms_tensors() -> None:
+def test_width_050_has_timms_tensors(record_property) -> None:
     """The 0.5 multiplier rounds channels as timm's mobilenetv2_050 (strict load of names and shapes)."""
     with torch.device("meta"):
-        pz.load_weights(pz.create_model("mobilenetv2_050"), timm.create_model("mobilenetv2_050").state_dict(), source="timm")
+        strict_load(record_property, pz.create_model("mobilenetv2_050"), timm.create_model("mobilenetv2_050").state_dict(), source="timm")
 
 
 @pytest.mark.paper("mobilenetv2")

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from helpers import macs, n_params, perturb_, rel_err
+from helpers import macs, n_params, perturb_, rel_err, strict_load
 
 import paperzoo as pz
 from paperzoo.layers import SqueezeExcite
@@ -15,10 +15,10 @@ NAMES = ["mobilenetv3_large_100", "mobilenetv3_large_075", "mobilenetv3_small_10
 
 @pytest.mark.paper("mobilenetv3")
 @pytest.mark.parametrize("name", NAMES)
-def test_every_variant_has_timms_tensors(name: str) -> None:
+def test_every_variant_has_timms_tensors(name: str, record_property) -> None:
     """Channel rounding of all four variants equals timm's (strict load of names and shapes, meta device)."""
     with torch.device("meta"):
-        pz.load_weights(pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
+        strict_load(record_property, pz.create_model(name), timm.create_model(name).state_dict(), source="timm")
 
 
 @pytest.mark.paper("mobilenetv3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from helpers import n_params, perturb_, rel_err
+from helpers import n_params, perturb_, rel_err, strict_load
 
 import paperzoo as pz
 from paperzoo.models.classification.vgg import CONFIGS, VGG
@@ -24,12 +24,12 @@ def test_equals_torchvision(name: str) -> None:
 
 @pytest.mark.paper("vgg")
 @pytest.mark.parametrize("name", ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"])
-def test_every_variant_has_torchvision_tensors(name: str) -> None:
+def test_every_variant_has_torchvision_tensors(name: str, record_property) -> None:
     """All eight variants hold exactly torchvision's tensors: strict loading checks every name and shape
     (on the meta device, so no memory or time is spent on values)."""
     with torch.device("meta"):
         ref = getattr(torchvision.models, name)()
-        pz.load_weights(pz.create_model(name), ref.state_dict(), source="torchvision")
+        strict_load(record_property, pz.create_model(name), ref.state_dict(), source="torchvision")
 
 
 @pytest.mark.paper("vgg")

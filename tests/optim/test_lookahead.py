@@ -32,7 +32,7 @@ def algorithm_1(make_inner, k: int, alpha: float, steps: int) -> list[list[torch
     return trajectory[:steps]
 
 
-def ours(make_inner, k: int, alpha: float, steps: int, late_start: bool = False) -> list[list[torch.Tensor]]:
+def ours(make_inner, k: int, alpha: float, steps: int) -> list[list[torch.Tensor]]:
     model, batches = problem(2)
     theta = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
     opt = Lookahead(make_inner(theta), k=k, alpha=alpha)
@@ -40,12 +40,7 @@ def ours(make_inner, k: int, alpha: float, steps: int, late_start: bool = False)
     for t in range(steps):
         for p, g in zip(theta, grads_at(model, [p.detach() for p in theta], batches[t % len(batches)])):
             p.grad = g
-        if late_start and t == 0:  # torch-optimizer's variant: slow weights copied after the first inner step
-            opt.inner.step()
-            opt.slow = [p.detach().clone() for p in theta]
-            opt.fast_steps = 1
-        else:
-            opt.step()
+        opt.step()
         trajectory.append([p.detach().clone() for p in theta])
     return trajectory
 
@@ -70,13 +65,27 @@ def test_lookahead_is_algorithm_1(inner: str, k: int, alpha: float, record_prope
 
 
 @pytest.mark.paper("lookahead")
-def test_slow_weights_start_at_the_initial_weights_not_one_step_later(record_property) -> None:
-    """Starting the slow weights after the first inner step (as torch-optimizer does) is a different algorithm."""
-    reference = algorithm_1(INNER["sgd"], 5, 0.5, 5)
-    late = ours(INNER["sgd"], 5, 0.5, 5, late_start=True)
-    diff = max(float((x - y).abs().max()) for x, y in zip(late[-1], reference[-1]))
-    record_property("max_abs_diff_late_start_vs_algorithm_1", diff)
-    assert diff > 1e-4
+def test_first_synchronisation_pulls_towards_the_initial_weights(record_property) -> None:
+    """After the first k inner steps the weights are phi_1 = theta_0 + alpha (theta_k - theta_0): the slow weights
+    start at the initial weights theta_0 (Algorithm 1), not one inner step later (torch-optimizer's variant).
+    theta_k comes from the inner optimizer run alone, by hand."""
+    k, alpha = 5, 0.5
+    model, batches = problem(2)
+    theta0 = [p.detach().clone() for p in model.parameters()]
+    alone = [torch.nn.Parameter(p.clone()) for p in theta0]
+    plain = INNER["sgd"](alone)
+    wrapped = [torch.nn.Parameter(p.clone()) for p in theta0]
+    opt = Lookahead(INNER["sgd"](wrapped), k=k, alpha=alpha)
+    for t in range(k):
+        for params, step in ((alone, plain.step), (wrapped, opt.step)):
+            for p, g in zip(params, grads_at(model, [p.detach() for p in params], batches[t])):
+                p.grad = g
+            step()
+    expected = [t0 + alpha * (tk.detach() - t0) for t0, tk in zip(theta0, alone)]
+    diff = max(float((w.detach() - e).abs().max()) for w, e in zip(wrapped, expected))
+    record_property("max_abs_diff_vs_theta0_plus_alpha_step", diff)
+    assert diff < 1e-12
+    assert max(float((w.detach() - tk.detach()).abs().max()) for w, tk in zip(wrapped, alone)) > 1e-4  # it did move back
 
 
 def test_lookahead_state_round_trip() -> None:
