@@ -101,8 +101,9 @@ def test_losses_equal_torchvision(pair, record_property) -> None:
     assert grad_err < 1e-4
     ours.zero_grad(), ref.zero_grad()
     torch.manual_seed(8)
-    other = ours(images, targets)
-    assert float(other["loss_objectness"]) != float(losses["loss_objectness"])
+    with torch.no_grad():
+        other = ours(images, targets)
+    assert float(other["loss_objectness"]) != float(losses["loss_objectness"].detach())
 
 
 def test_batch_without_objects_trains() -> None:
@@ -183,6 +184,23 @@ def test_pretrained_backbone_path_freezes_like_torchvision(tmp_path) -> None:
     scratch = pz.create_model("fasterrcnn_resnet50_fpn")
     assert all(p.requires_grad for p in scratch.parameters())
     assert any(isinstance(m, nn.BatchNorm2d) for m in scratch.backbone.body.modules())
+
+
+def test_whole_detector_from_a_torchvision_checkpoint(tmp_path) -> None:
+    """``pretrained="torchvision::PATH"`` loads a torchvision detector's checkpoint; ``frozen_bn=True`` with
+    ``trainable_backbone_layers=3`` freezes like torchvision does with its COCO weights (stem and blocks 1-6 of the
+    MobileNet frozen, BatchNorm frozen)."""
+    ref = perturb_(torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None))
+    path = tmp_path / "detector.pth"
+    torch.save(ref.state_dict(), path)
+    model = pz.create_model("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=f"torchvision::{path}", frozen_bn=True,
+                            trainable_backbone_layers=3)
+    body = model.backbone.body
+    assert torch.equal(model.rpn.head.objectness.weight, ref.rpn.head.cls_logits.weight)
+    assert torch.equal(body.model.bn1.running_var, ref.backbone.body["0"][1].running_var)
+    assert isinstance(body.model.bn1, FrozenBatchNorm2d)
+    grads = [any(p.requires_grad for p in b.parameters()) for b in body.blocks]
+    assert not body.model.conv_stem.weight.requires_grad and grads == [False] * 6 + [True] * 10
 
 
 def test_num_classes_changes_the_predictor_only() -> None:

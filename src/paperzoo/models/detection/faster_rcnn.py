@@ -205,7 +205,8 @@ def _from_torchvision(state_dict: dict[str, Tensor], model: nn.Module) -> dict[s
     """torchvision's detection keys -> ours: the backbone body through its own family's torchvision key map
     (``backbone.body.model.*``); FPN ``inner_blocks``/``layer_blocks`` -> ``lateral``/``output``; RPN ``cls_logits``/
     ``bbox_pred`` -> ``objectness``/``deltas``; the v2 box head's positions -> ``convs``/``fcs``. Keys of
-    torchvision's older layout (before Conv2dNormActivation wrappers, as in the COCO v1 checkpoint) map too."""
+    torchvision's older layout (before Conv2dNormActivation wrappers, as in the COCO v1 checkpoint) map too;
+    BatchNorm counters are dropped where ours has frozen BatchNorm."""
     out: dict[str, Tensor] = {}
     body_keys: dict[str, Tensor] = {}
     body = model.backbone.body if hasattr(model.backbone, "body") else None
@@ -238,17 +239,17 @@ def _from_torchvision(state_dict: dict[str, Tensor], model: nn.Module) -> dict[s
         if convert is not None:
             body_keys = convert(body_keys, inner)
         out.update({f"backbone.body.model.{k}": v for k, v in body_keys.items()})
-    return out
+    own = model.state_dict()  # BatchNorm counters have no place in frozen BatchNorm
+    return {k: v for k, v in out.items() if k in own or not k.endswith("num_batches_tracked")}
 
 
 # ---------------------------------------------------------------------------------------------- builders
 _TV = "https://download.pytorch.org/models/"
 _COCO = dict(paper="faster-rcnn", task="detection", categories=COCO_CATEGORIES, num_classes=91,
              classifier=("roi_heads.box_predictor",))
-_EPS_NOTE = ("torchvision loads these COCO weights into frozen BatchNorm with eps 0: create_model(..., pretrained=True, "
-             "frozen_bn=True, frozen_bn_eps=0.0) gives its model exactly")
-_BN_NOTE = ("torchvision builds this detector with frozen BatchNorm when it loads weights: pass frozen_bn=True (and "
-            "trainable_backbone_layers) with pretrained=True to fine-tune as it does")
+_BN_NOTE = ("with its COCO weights torchvision freezes BatchNorm and the first backbone stages: create_model(..., "
+            "pretrained=True, frozen_bn=True, trainable_backbone_layers=3) builds the same model")
+_EPS_NOTE = _BN_NOTE + "; it also sets that frozen BatchNorm's eps to 0 for these weights (frozen_bn_eps=0.0)"
 
 
 def _resnet_fpn(pretrained_backbone: str | bool | None, trainable_backbone_layers: int | None, frozen_bn: bool | None,

@@ -4,11 +4,11 @@
 Fine-tuning follows torchvision's detectors: with pretrained backbone weights, BatchNorm is frozen
 (``FrozenBatchNorm2d``: the ImageNet statistics and affine parameters become constants, as detection batches are
 too small to estimate them) and only the last ``trainable_layers`` stages are trained (default 3: ResNet's
-layer2-4); without weights every BatchNorm stays live and every layer trains.
+layer2-4); without weights every BatchNorm stays live and every layer trains. ``frozen_bn`` and an explicit number
+of trainable layers override both defaults.
 """
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -54,13 +54,10 @@ def freeze_batchnorm(module: nn.Module, eps: float | None = None) -> nn.Module:
 
 
 def trainable_layers(pretrained: bool, requested: int | None, max_value: int, default: int = 3) -> int:
-    """How many backbone stages train: all without pretrained weights, else ``requested`` (default 3)."""
-    if not pretrained:
-        if requested is not None and requested != max_value:
-            warnings.warn(f"trainable_backbone_layers={requested} has no effect without pretrained backbone weights; "
-                          f"all {max_value} layers train", stacklevel=3)
-        return max_value
-    value = default if requested is None else requested
+    """How many backbone stages train: ``requested`` if given, else ``default`` (3) with pretrained backbone weights and
+    all without. (torchvision ignores a request when no weights are loaded; here it holds, so that a detector about to
+    receive whole-detector weights can be frozen as torchvision freezes it.)"""
+    value = requested if requested is not None else default if pretrained else max_value
     if not 0 <= value <= max_value:
         raise ConfigError(f"trainable_backbone_layers must be in [0, {max_value}], got {value}")
     return value

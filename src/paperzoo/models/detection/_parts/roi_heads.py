@@ -38,8 +38,8 @@ class TwoMLPHead(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.dropout(F.relu(self.fc6(x.flatten(1))), self.dropout, self.training)
-        return F.dropout(F.relu(self.fc7(x)), self.dropout, self.training)
+        x = F.dropout(F.relu(self.fc6(x.flatten(1)), inplace=True), self.dropout, self.training)
+        return F.dropout(F.relu(self.fc7(x), inplace=True), self.dropout, self.training)
 
 
 class ConvFCHead(nn.Module):
@@ -65,7 +65,7 @@ class ConvFCHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.convs(x).flatten(1)
         for fc in self.fcs:
-            x = F.relu(fc(x))
+            x = F.relu(fc(x), inplace=True)
         return x
 
 

@@ -53,7 +53,7 @@ class RPNHead(nn.Module):
         logits, deltas = [], []
         for x in features:
             for conv in self.conv:
-                x = F.relu(conv(x))
+                x = F.relu(conv(x), inplace=True)
             logits.append(self.objectness(x))
             deltas.append(self.deltas(x))
         return logits, deltas
