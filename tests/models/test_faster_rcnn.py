@@ -78,7 +78,7 @@ def test_detections_equal_torchvision(pair, record_property) -> None:
 def test_losses_equal_torchvision(pair, record_property) -> None:
     """Each loss term and every gradient equal torchvision's under the same seed (same RPN anchors and RoI samples,
     one image without objects); a different seed draws a different sample."""
-    name, ours, ref = pair
+    _, ours, ref = pair
     ours.train(), ref.train()
     images, targets = _images(), _targets()
     torch.manual_seed(7)

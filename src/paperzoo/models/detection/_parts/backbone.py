@@ -33,7 +33,7 @@ class BackboneWithFPN(nn.Module):
         self.fpn = fpn
         self.out_channels = fpn.out_channels
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return self.fpn(self.body(x))
 
 
@@ -134,7 +134,7 @@ class MobileNetTaps(nn.Module):
         for unit in [nn.ModuleList([self.model.conv_stem, self.model.bn1]), *blocks][:first]:
             unit.requires_grad_(False)
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         m = self.model
         x = m.act1(m.bn1(m.conv_stem(x)))
         out: OrderedDict[str, Tensor] = OrderedDict()

@@ -65,7 +65,7 @@ class FeaturePyramid(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
+    def forward(self, features: OrderedDict[str, Tensor]) -> OrderedDict[str, Tensor]:
         names, maps = list(features.keys()), list(features.values())
         if len(maps) != len(self.lateral):
             raise ValueError(f"FPN built for {len(self.lateral)} levels, got {len(maps)}")

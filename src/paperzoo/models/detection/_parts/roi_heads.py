@@ -13,6 +13,7 @@ per-class boxes clipped to the image, scores above ``score_thresh``, NMS per cla
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -55,7 +56,7 @@ class ConvFCHead(nn.Module):
             c = out
         self.convs = nn.Sequential(*convs)
         dims = [c * resolution * resolution, *fc_dims]
-        self.fcs = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.fcs = nn.ModuleList(nn.Linear(i, o) for i, o in itertools.pairwise(dims))
         for m in self.convs.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
