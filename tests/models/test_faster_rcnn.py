@@ -89,7 +89,8 @@ def test_losses_equal_torchvision(pair, record_property) -> None:
     errs = {k: abs(float(losses[k].detach() - expected[k].detach())) for k in expected}
     record_property("loss_abs_err_vs_torchvision", errs)
     for k in expected:
-        assert math.isfinite(float(losses[k].detach())) and errs[k] <= 1e-6 * max(1.0, abs(float(expected[k].detach()))), (k, errs)
+        value = float(expected[k].detach())
+        assert math.isfinite(float(losses[k].detach())) and errs[k] <= 1e-6 * max(1.0, abs(value)), (k, errs)
     sum(losses.values()).backward()
     sum(expected.values()).backward()
     ref_grads = frcnn._from_torchvision({k: p.grad for k, p in ref.named_parameters() if p.grad is not None}, ours)
@@ -134,7 +135,8 @@ def test_detect_and_target_formats() -> None:
     model.train()
     xyxy = _targets()[:2]
     xywh = [dict(t, boxes=tv_tensors.BoundingBoxes(torch.cat([t["boxes"][:, :2], t["boxes"][:, 2:] - t["boxes"][:, :2]], 1),
-                                                   format="XYWH", canvas_size=img.shape[-2:])) for t, img in zip(xyxy, images)]
+                                                   format="XYWH", canvas_size=img.shape[-2:]))
+            for t, img in zip(xyxy, images)]
     torch.manual_seed(0)
     a = model(images, xyxy)
     torch.manual_seed(0)
@@ -157,8 +159,11 @@ def test_torchvision_old_key_layout_loads() -> None:
     """torchvision's pre-0.13 checkpoints (the COCO v1 weights) name the RPN conv and FPN convs without the
     Conv2dNormActivation wrapper; they load the same."""
     ref = perturb_(torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, **SMALL))
-    old = {re.sub(r"(inner_blocks|layer_blocks)\.(\d+)\.0\.", r"\1.\2.", re.sub(r"rpn\.head\.conv\.0\.0\.", "rpn.head.conv.", k)): v
-           for k, v in ref.state_dict().items()}
+    def old_name(key: str) -> str:
+        key = re.sub(r"rpn\.head\.conv\.0\.0\.", "rpn.head.conv.", key)
+        return re.sub(r"(inner_blocks|layer_blocks)\.(\d+)\.0\.", r"\1.\2.", key)
+
+    old = {old_name(k): v for k, v in ref.state_dict().items()}
     assert "rpn.head.conv.weight" in old and "backbone.fpn.inner_blocks.0.weight" in old
     ours = pz.load_weights(pz.create_model("fasterrcnn_resnet50_fpn", **SMALL), old, source="torchvision")
     assert torch.equal(ours.rpn.head.conv[0].weight, ref.rpn.head.conv[0][0].weight)
@@ -181,7 +186,7 @@ def test_pretrained_backbone_path_freezes_like_torchvision(tmp_path) -> None:
     frozen = {n.split(".")[0] for n, p in body.named_parameters() if not p.requires_grad}
     trained = {n.split(".")[0] for n, p in body.named_parameters() if p.requires_grad}
     assert frozen == {"conv1", "layer1"} and trained == {"layer2", "layer3", "layer4"}
-    assert all(p.requires_grad for p in model.backbone.fpn.parameters()) and all(p.requires_grad for p in model.rpn.parameters())
+    assert all(p.requires_grad for p in [*model.backbone.fpn.parameters(), *model.rpn.parameters()])
     scratch = pz.create_model("fasterrcnn_resnet50_fpn")
     assert all(p.requires_grad for p in scratch.parameters())
     assert any(isinstance(m, nn.BatchNorm2d) for m in scratch.backbone.body.modules())
@@ -324,7 +329,8 @@ def test_vgg16_fc_layers_come_from_the_pretrained_classifier(monkeypatch) -> Non
     assert model.roi_heads.box_head.fc6.weight is vgg.pre_logits.fc6.weight
     assert model.roi_heads.box_head.fc7.weight is vgg.pre_logits.fc7.weight
     convs = [m for m in model.backbone if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 13 and [all(not p.requires_grad for p in c.parameters()) for c in convs] == [True] * 4 + [False] * 9
+    frozen = [all(not p.requires_grad for p in c.parameters()) for c in convs]
+    assert len(convs) == 13 and frozen == [True] * 4 + [False] * 9
 
 
 # ----------------------------------------------------------------------------- compile and benchmark plumbing

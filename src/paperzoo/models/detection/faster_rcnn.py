@@ -216,7 +216,8 @@ def _from_torchvision(state_dict: dict[str, Tensor], model: nn.Module) -> dict[s
             body_keys[key[len("backbone.body."):]] = value
         elif m := _FPN_KEY.match(key):
             kind, i, pos, rest = m.groups()
-            out[f"backbone.fpn.{'lateral' if kind == 'inner_blocks' else 'output'}.{i}.{'bn' if pos == '1' else 'conv'}.{rest}"] = value
+            ours = "lateral" if kind == "inner_blocks" else "output"
+            out[f"backbone.fpn.{ours}.{i}.{'bn' if pos == '1' else 'conv'}.{rest}"] = value
         elif m := _RPN_CONV_KEY.match(key):
             out[f"rpn.head.conv.{m.group(1) or 0}.{m.group(2)}"] = value
         elif key.startswith("rpn.head.cls_logits."):

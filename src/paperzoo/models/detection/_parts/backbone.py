@@ -95,7 +95,8 @@ def resnet_fpn_backbone(
 def stage_boundaries(blocks: Sequence[nn.Module]) -> list[int]:
     """torchvision's MobileNet stage boundaries, numbering the stem 0 and the blocks 1..n: 0, every block that
     subsamples, and the last block."""
-    down = [i for i, b in enumerate(blocks, start=1) if any(m.stride[0] > 1 for m in b.modules() if isinstance(m, nn.Conv2d))]
+    down = [i for i, b in enumerate(blocks, start=1)
+            if any(m.stride[0] > 1 for m in b.modules() if isinstance(m, nn.Conv2d))]
     return [0, *down, len(blocks)]
 
 

@@ -53,10 +53,9 @@ class FeaturePyramid(nn.Module):
         if not in_channels or any(c <= 0 for c in in_channels):
             raise ValueError(f"FPN needs positive input channels, got {list(in_channels)}")
         bias = norm_layer is None
-        self.lateral = nn.ModuleList(
-            ConvNormAct(c, out_channels, 1, padding=0, bias=bias, norm_layer=norm_layer, act_layer=None) for c in in_channels)
-        self.output = nn.ModuleList(
-            ConvNormAct(out_channels, out_channels, 3, bias=bias, norm_layer=norm_layer, act_layer=None) for _ in in_channels)
+        conv = dict(bias=bias, norm_layer=norm_layer, act_layer=None)
+        self.lateral = nn.ModuleList(ConvNormAct(c, out_channels, 1, padding=0, **conv) for c in in_channels)
+        self.output = nn.ModuleList(ConvNormAct(out_channels, out_channels, 3, **conv) for _ in in_channels)
         self.out_channels = out_channels
         self.extra_pool = extra_pool
         for m in self.modules():
