@@ -1,5 +1,11 @@
 """``paperzoo bench``: parameters, FLOPs, inference and training throughput and peak memory of models,
-optionally against timm's model of the same name measured alternately in the same process."""
+optionally against a reference library's model of the same architecture (timm's or torchvision's), measured
+alternately in the same process.
+
+Classifiers run on a batch tensor with a cross-entropy step. Detectors (``meta.task == "detection"``) run on a list
+of images (``image_size`` square, which also becomes the detector's ``min_size``) and a training step on a few
+synthetic boxes per image; against torchvision, the reference's random weights are loaded into ours so that both
+propose, sample and suppress the same boxes."""
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +27,7 @@ from .registry import create_model, model_meta
 @dataclass
 class BenchResult:
     model: str
-    impl: str  # "paperzoo" or "timm"
+    impl: str  # "paperzoo", "timm" or "torchvision"
     params_m: float
     gmacs: float  # multiply-accumulates per image (torch's FLOP counter / 2)
     infer_img_s: float
@@ -91,6 +97,61 @@ class _Runner:
         self.opt.zero_grad(set_to_none=True)
 
 
+class _DetectionRunner:
+    """A detector on a list of images: ``model(images)`` in eval, ``sum(model(images, targets).values())`` in train."""
+
+    def __init__(self, model: nn.Module, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]],
+                 compile_: bool) -> None:
+        self.model, self.x, self.targets = model, images, targets
+        self.fwd = torch.compile(model) if compile_ else model
+        self.opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+    @torch.no_grad()
+    def infer(self) -> None:
+        self.model.eval()
+        self.fwd(self.x)
+
+    def train(self) -> None:
+        self.model.train()
+        loss = sum(self.fwd(self.x, self.targets).values())
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+def _detection_inputs(batch_size: int, size: int, num_classes: int, device: torch.device
+                      ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, size, size, generator=g).to(device) for _ in range(batch_size)]
+    targets = []
+    for _ in range(batch_size):
+        xy = torch.rand(3, 2, generator=g) * size * 0.6
+        wh = (torch.rand(3, 2, generator=g) * 0.3 + 0.1) * size
+        targets.append({"boxes": torch.cat([xy, xy + wh], 1).to(device),
+                        "labels": torch.randint(1, num_classes, (3,), generator=g).to(device)})
+    return images, targets
+
+
+def _reference(name: str, vs: str, task: str, kwargs: dict[str, Any]) -> nn.Module:
+    """The reference library's model for ``name`` (its name in ``meta.reference[vs]``)."""
+    meta = model_meta(name)
+    ref_name = meta.reference.get(vs)
+    if ref_name is None:
+        raise PaperzooError(f"{vs} has no counterpart of '{name}'")
+    if vs == "timm":
+        try:
+            import timm
+        except ImportError:
+            raise PaperzooError("--vs timm needs timm installed (pip install timm)") from None
+        return timm.create_model(ref_name)
+    import torchvision
+
+    if task == "detection":
+        return torchvision.models.get_model(ref_name, weights=None, weights_backbone=None, num_classes=meta.num_classes,
+                                            **kwargs)
+    return torchvision.models.get_model(ref_name)
+
+
 def _time(step, device: torch.device, iters: int) -> float:
     _sync(device)
     t = time.perf_counter()
@@ -112,31 +173,36 @@ def bench(
     rounds: int = 3,
     memory: bool = True,
 ) -> list[BenchResult]:
-    """Measure each model (and, with ``vs="timm"``, timm's model of the same name, alternately)."""
+    """Measure each model (and, with ``vs`` = "timm" or "torchvision", that library's model, alternately)."""
+    if vs is not None and vs not in ("timm", "torchvision"):
+        raise PaperzooError(f"--vs supports timm and torchvision, got '{vs}'")
     dev = torch.device(device)
     results: list[BenchResult] = []
     for name in names:
         meta = model_meta(name)
         size = image_size or meta.input_size[-1]
-        impls: dict[str, nn.Module] = {"paperzoo": create_model(name)}
+        detection = meta.task == "detection"
+        kwargs: dict[str, Any] = {"min_size": size, "max_size": size} if detection else {}  # square images, no resize
+        impls: dict[str, nn.Module] = {"paperzoo": create_model(name, **kwargs)}
         if vs is not None:
-            if vs != "timm":
-                raise PaperzooError(f"--vs supports timm only, got '{vs}'")
-            try:
-                import timm
-            except ImportError:
-                raise PaperzooError("--vs timm needs timm installed (pip install timm)") from None
-            ref_name = meta.reference.get("timm")
-            if ref_name is None:
-                raise PaperzooError(f"timm has no counterpart of '{name}'")
-            impls["timm"] = timm.create_model(ref_name)
+            impls[vs] = _reference(name, vs, meta.task, kwargs)
+            if detection:  # same weights: both do the same work after NMS and sampling
+                from .weights import load_weights
+
+                load_weights(impls["paperzoo"], impls[vs].state_dict(), source=vs)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        x = torch.randn(batch_size, meta.input_size[0], size, size, device=dev).contiguous(memory_format=fmt)
-        y = torch.randint(0, meta.num_classes, (batch_size,), device=dev)
-        runners = {}
+        if detection:
+            images, targets = _detection_inputs(batch_size, size, meta.num_classes, dev)
+            first: Any = images[:1]
+        else:
+            x = torch.randn(batch_size, meta.input_size[0], size, size, device=dev).contiguous(memory_format=fmt)
+            y = torch.randint(0, meta.num_classes, (batch_size,), device=dev)
+            first = x[:1]
+        runners: dict[str, Any] = {}
         for impl, model in impls.items():
             model = model.to(dev, memory_format=fmt)
-            runners[impl] = _Runner(model, x, y, compile_)
+            runners[impl] = (_DetectionRunner(model, images, targets, compile_) if detection
+                             else _Runner(model, x, y, compile_))
             runners[impl].infer()  # warm-up (and compile)
             runners[impl].train()
         times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in runners}
@@ -145,7 +211,7 @@ def bench(
                 times[impl]["infer"].append(_time(r.infer, dev, iters))
                 times[impl]["train"].append(_time(r.train, dev, iters))
         for impl, r in runners.items():
-            macs = count_macs(r.model.eval(), x[:1])
+            macs = count_macs(r.model.eval(), first)
             peak = _peak_memory_mb(r.train, dev) if memory else None
             results.append(BenchResult(
                 model=name, impl=impl, params_m=sum(p.numel() for p in r.model.parameters()) / 1e6, gmacs=macs / 1e9,
@@ -159,13 +225,13 @@ def bench(
 
 
 def ratios(results: list[BenchResult]) -> dict[str, dict[str, float]]:
-    """Ours / timm for each model measured against timm (>1 means we are faster)."""
+    """Ours / the reference for each model measured against one (>1 means we are faster)."""
     out: dict[str, dict[str, float]] = {}
     by = {(r.model, r.impl): r for r in results}
     for (name, impl), r in by.items():
-        if impl == "paperzoo" and (name, "timm") in by:
-            t = by[(name, "timm")]
-            out[name] = {"infer": r.infer_img_s / t.infer_img_s, "train": r.train_img_s / t.train_img_s}
+        ref = next((by[(name, lib)] for lib in ("timm", "torchvision") if (name, lib) in by), None)
+        if impl == "paperzoo" and ref is not None:
+            out[name] = {"infer": r.infer_img_s / ref.infer_img_s, "train": r.train_img_s / ref.train_img_s}
     return out
 
 

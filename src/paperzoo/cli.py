@@ -321,9 +321,9 @@ def data_info(name: str, preview: Path | None, bench: int, split: str, preset: s
 
 @app.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option("--vs", default=None, help="Also measure this library's model of the same name (timm).")
+@click.option("--vs", default=None, help="Also measure this library's model of the same name (timm or torchvision).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--image-size", type=int, default=None, help="Input size (default: the model's).")
+@click.option("--image-size", type=int, default=None, help="Input size (default: the model's; a detector's min_size too).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile both models.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format.")
@@ -333,7 +333,7 @@ def data_info(name: str, preview: Path | None, bench: int, split: str, preset: s
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the results here.")
 def bench(names: tuple[str, ...], vs: str | None, batch_size: int, image_size: int | None, device: str, compile_: bool,
           channels_last: bool, iters: int, rounds: int, no_memory: bool, json_out: Path | None) -> None:
-    """Parameters, GMACs, inference and training images/s and peak memory of NAMES (optionally vs timm)."""
+    """Parameters, GMACs, inference and training images/s and peak memory of NAMES (optionally vs timm or torchvision)."""
     import platform
 
     import torch
