@@ -106,6 +106,17 @@ class Data:
             return digits(self.train_size, self.test_size, size, self.seed)
         raise unknown("dataset", self.name, DATASETS)
 
+    def validation(self, size: int | None = None, image_size: int | None = None) -> Dataset:
+        """A third split, disjoint from train and test, for choosing settings (digits: the 179 validation
+        digits, or the first ``size``; scenes: ``size`` or ``test_size`` validation scenes)."""
+        s = image_size or self.image_size
+        if self.name == "digits":
+            return Part(DigitsDataset("val", image_size=s, seed=self.seed), size)
+        kw = dict(image_size=s, preset=self.preset, seed=self.seed, **self.knobs)
+        if self.scale is not None:
+            kw["scale"] = tuple(self.scale)
+        return ShapesDataset("val", size=size or self.test_size, **kw)
+
     def describe(self, train: Dataset | None = None, test: Dataset | None = None) -> str:
         """One line for a report's setup: how many images of what, at which size and difficulty."""
         n_train = len(train) if train is not None else self.train_size

@@ -43,12 +43,14 @@ class Recipe:
     schedule: str = "cosine"
     label_smoothing: float = 0.0
 
-    def describe(self) -> str:
-        opt = {"sgd": f"SGD{' with Nesterov' if self.nesterov else ''} momentum {self.momentum:g}"}.get(self.optimizer,
-                                                                                                    self.optimizer)
-        warm = f", {self.warmup_epochs:g}-epoch linear warmup" if self.warmup_epochs else ""
+    def describe(self, schedule: bool = True) -> str:
+        """The recipe in one phrase (``schedule=False`` leaves out the schedule, for arms that vary it)."""
+        opt = {"sgd": f"SGD{' with Nesterov' if self.nesterov else ''} momentum {self.momentum:g}",
+               "adamw": "AdamW", "adam": "Adam", "radam": "RAdam", "adams": "AdamS"}.get(self.optimizer, self.optimizer)
+        warm = f"{self.warmup_epochs:g}-epoch linear warmup" if self.warmup_epochs else ""
+        sched = ", ".join(x for x in (self.schedule if schedule else "", warm) if x)
         ls = f", label smoothing {self.label_smoothing:g}" if self.label_smoothing else ""
-        return (f"{self.epochs} epochs of {opt}, lr {self.lr:g} ({self.schedule}{warm}), weight decay "
+        return (f"{self.epochs} epochs of {opt}, lr {self.lr:g}{f' ({sched})' if sched else ''}, weight decay "
                 f"{self.weight_decay:g}, batch {self.batch_size}{ls}")
 
 
@@ -90,7 +92,7 @@ def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
 def fit(name: str, model: nn.Module, train: Dataset, test: Dataset | None, *, seed: int = 0,
         recipe: Recipe | Mapping[str, Any] | None = None, steps: int | None = None, evals: int = 1,
         warmup_fraction: float | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
-        task: Any = None, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+        task: Any = None, optimizer: str | torch.optim.Optimizer | None = None, scheduler: Any = None,
         batch_transform: Callable | None = None, callbacks: Sequence[Callable] = (),
         train_eval: Dataset | None = None, out: str | Path | None = None, **config: Any) -> Run:
     """Train ``model`` on ``train`` (validating on ``test`` after each trainer epoch) and return its ``Run``.
@@ -102,8 +104,11 @@ def fit(name: str, model: nn.Module, train: Dataset, test: Dataset | None, *, se
     mode) to every epoch's row; ``callbacks(trainer, row)`` run at each epoch end and may add numbers.
     A ``batch_transform`` (e.g. ``FlipShift``) is followed by the configured mixup/CutMix, which the
     Trainer applies only when it is given none. ``out`` is the trainer's run directory (None: nothing
-    written). Each row also gets ``passes``, the epochs over ``train`` so far.
+    written). Each row also gets ``passes``, the epochs over ``train`` so far. ``optimizer`` is a TrainConfig
+    name ("adamw") or a built optimizer (then ``scheduler`` may be given too).
     """
+    if isinstance(optimizer, str):
+        config["optimizer"], optimizer = optimizer, None
     base = dataclasses.asdict(recipe) if dataclasses.is_dataclass(recipe) else dict(recipe or {})
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     settings = {"model": name, "log_every": 10**9, "channels_last": True, **base, **config, "seed": seed}
@@ -169,3 +174,17 @@ def run_arms(arms: Mapping[str, Callable[[int], Run]], seeds: Sequence[int]) -> 
         for label, train_one in arms.items():
             runs[label].append(train_one(seed))
     return runs
+
+
+def calibration(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, float]:
+    """Accuracy, negative log-likelihood, expected calibration error (Guo et al., 2017: ``bins`` equal-width
+    confidence bins, |confidence - accuracy| weighted by the bin's share) and mean confidence."""
+    prob = logits.softmax(1)
+    conf, pred = prob.max(1)
+    correct = (pred == labels).float()
+    which = (conf * bins).ceil().clamp(1, bins).long() - 1  # bin (lo, hi] of each prediction
+    count = torch.zeros(bins).index_add_(0, which, torch.ones_like(conf))
+    gap = torch.zeros(bins).index_add_(0, which, conf - correct).abs()
+    ece = float(gap.sum() / len(conf))
+    return {"acc": float(correct.mean()), "nll": float(torch.nn.functional.cross_entropy(logits, labels)), "ece": ece,
+            "confidence": float(conf.mean()), "bins_used": int((count > 0).sum())}

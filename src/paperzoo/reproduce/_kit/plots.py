@@ -116,9 +116,11 @@ def accuracy_vs_cost(out: Path, filename: str, series: Mapping[str, Sequence[tup
     return _save(fig, out, filename)
 
 
-def heatmap(out: Path, filename: str, grids: Mapping[str, Sequence[Sequence[float]]], xticks: Sequence[str],
-            yticks: Sequence[str], xlabel: str, ylabel: str, title: str, colorbar: str = "test accuracy (%)") -> str:
-    """One panel per named grid (rows along y), a shared colour scale, the value printed in each cell."""
+def heatmap(out: Path, filename: str, grids: Mapping[str, Sequence[Sequence[float]]],
+            xticks: Sequence[str] | Mapping[str, Sequence[str]], yticks: Sequence[str], xlabel: str, ylabel: str,
+            title: str, colorbar: str = "test accuracy (%)") -> str:
+    """One panel per named grid (rows along y), a shared colour scale, the value printed in each cell;
+    ``xticks`` may differ per panel (a mapping from the grid's name)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(grids), figsize=(4.6 * len(grids), 3.4), squeeze=False)
     flat = [v for g in grids.values() for row in g for v in row]
@@ -126,7 +128,8 @@ def heatmap(out: Path, filename: str, grids: Mapping[str, Sequence[Sequence[floa
     im = None
     for ax, (name, grid) in zip(axes[0], grids.items()):
         im = ax.imshow(grid, vmin=lo, vmax=hi, cmap="viridis", aspect="auto")
-        ax.set(xticks=range(len(xticks)), xticklabels=list(xticks), yticks=range(len(yticks)), yticklabels=list(yticks),
+        ticks = list(xticks[name] if isinstance(xticks, Mapping) else xticks)
+        ax.set(xticks=range(len(ticks)), xticklabels=ticks, yticks=range(len(yticks)), yticklabels=list(yticks),
                xlabel=xlabel, ylabel=ylabel, title=name)
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
@@ -150,6 +153,31 @@ def lines(out: Path, filename: str, series: Mapping[str, Mapping[Any, float | Se
         ticks = xs if all(isinstance(k, (int, float)) for k in xs) else [str(k) for k in xs]
         ax.errorbar(ticks, ys, yerr=err if any(err) else None, fmt="-o", capsize=3, color=f"C{i % 10}", label=name)
     ax.set(xscale=xscale, xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out, filename)
+
+
+def reliability(out: Path, filename: str, arms: Mapping[str, tuple[Any, Any]], title: str = "reliability on held-out data",
+                bins: int = 10, min_count: int = 5) -> str:
+    """Reliability diagram: accuracy against mean confidence per confidence bin (bins with at least
+    ``min_count`` predictions), one line per arm of (logits, labels)."""
+    import torch
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for name, (logits, labels) in arms.items():
+        conf, pred = logits.softmax(1).max(1)
+        which = (conf * bins).ceil().clamp(1, bins).long() - 1
+        count = torch.zeros(bins).index_add_(0, which, torch.ones_like(conf))
+        conf_sum = torch.zeros(bins).index_add_(0, which, conf)
+        hit_sum = torch.zeros(bins).index_add_(0, which, (pred == labels).float())
+        keep = count >= min_count
+        ax.plot((conf_sum[keep] / count[keep]).tolist(), (hit_sum[keep] / count[keep]).tolist(), marker="o", label=name)
+    ax.set(xlabel="confidence", ylabel="accuracy", title=title)
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -242,11 +242,11 @@ def _slack(d: Decision) -> float:
 
 def _arms(d: Decision) -> str:
     (a, va), (b, vb) = d.values.items()
-    unit = f" {d.metric}" if d.metric else ""
+    on = f"{d.metric}: " if d.metric and d.metric not in d.claim else ""
     n = f"{len(va)} seeds each" if len(va) == len(vb) else f"{len(va)} / {len(vb)} seeds"
     if len(va) == len(vb) == 1:
         n = "1 seed each"
-    return (f"{a} {_f(_mean(va))}{_sd_text(va)} vs {b} {_f(_mean(vb))}{_sd_text(vb)}{unit} "
+    return (f"{on}{a} {_f(_mean(va))}{_sd_text(va)} vs {b} {_f(_mean(vb))}{_sd_text(vb)} "
             f"(mean +- s.d. over {n}{', lower is better' if d.lower_is_better else ''})")
 
 
@@ -280,3 +280,25 @@ def consistent(record: Mapping[str, Any], tol: float = 1e-9) -> bool:
     if again.held != record["held"] or not all(same(getattr(again, k), record.get(k)) for k in ("effect", "margin", "noise")):
         return False
     return all(consistent(p, tol) for p in record.get("parts", []))
+
+
+# ------------------------------------------------------------------------------------------- table helpers
+def mean(values: Sequence[float]) -> float:
+    """Mean of per-seed values."""
+    return _mean(_check("values", values))
+
+
+def sd(values: Sequence[float]) -> float | None:
+    """Seed-to-seed standard deviation (None for a single seed)."""
+    return _sd(_check("values", values))
+
+
+def per_seed(values: Sequence[float], digits: int = 1) -> str:
+    """Per-seed values for a table cell: "84.1 / 85.6"."""
+    return " / ".join(f"{v:.{digits}f}" for v in values)
+
+
+def spread(values: Sequence[float], digits: int = 1) -> str:
+    """"85.3 +- 1.1" (or just "85.3" for one seed), for a table cell."""
+    s = sd(values)
+    return f"{mean(values):.{digits}f}" + ("" if s is None else f" +- {s:.{digits}f}")
