@@ -35,8 +35,9 @@ def machine() -> dict[str, Any]:
 def machine_line(m: dict[str, Any]) -> str:
     """The machine in a few words, e.g. "x86_64, 2 CPUs, 2 torch threads, torch 2.5.1"."""
     gpu = f", {m['cuda']}" if m.get("cuda") else ""
+    threads = m.get("torch_threads", "?")
     return (f"{m.get('machine', '?')}, {m.get('usable_cpus') or m.get('cpu_count', '?')} CPUs, "
-            f"{m.get('torch_threads', '?')} torch threads, torch {m.get('torch', '?')}{gpu}")
+            f"{threads} torch thread{'' if threads == 1 else 's'}, torch {m.get('torch', '?')}{gpu}")
 
 
 def _bullets(d: Decision, depth: int = 0):

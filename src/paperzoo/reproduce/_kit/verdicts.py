@@ -75,8 +75,12 @@ class Decision:
             return "; ".join(p.short() for p in self.parts)
         (a, va), (b, vb) = self.values.items()
         seeds = "/".join(str(n) for n in self.seeds)
-        band = (f"needs > {_f(self.margin)}" if self.rule == "beats" else
-                f"+-{_f(2 * self.noise) if self.noise is not None else '?'} within {_f(self.stated)}")
+        if self.margin is None or (self.rule != "beats" and self.noise is None):
+            band = "no noise estimate"
+        elif self.rule == "beats":
+            band = f"needs > {_f(self.margin)}"
+        else:
+            band = f"+-{_f(2 * self.noise)} within {_f(self.stated)}"
         return (f"{a} {_f(_mean(va))}{_sd_text(va)} vs {b} {_f(_mean(vb))}{_sd_text(vb)}: "
                 f"{_signed(self.effect)} ({band}; {seeds} seeds)")
 
