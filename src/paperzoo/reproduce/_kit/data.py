@@ -44,22 +44,24 @@ class Part(Dataset):
 
 
 class Repeated(Dataset):
-    """``dataset`` ``times`` over (sample ``i`` is ``dataset[i % len(dataset)]``), so that one trainer epoch of
-    a small set is many steps long; other attributes are the wrapped dataset's."""
+    """``dataset`` cycled to ``length`` samples (default ``times`` x its length; sample ``i`` is
+    ``dataset[i % len(dataset)]``), so that one trainer epoch of a small set is many steps long; other
+    attributes are the wrapped dataset's."""
 
-    def __init__(self, dataset: Dataset, times: int) -> None:
-        if times < 1:
-            raise ConfigError(f"Repeated: times must be at least 1, got {times}")
+    def __init__(self, dataset: Dataset, times: int = 1, length: int | None = None) -> None:
+        self.length = len(dataset) * times if length is None else length
+        if self.length < 1:
+            raise ConfigError(f"Repeated: needs at least one sample, got times={times}, length={length}")
         self.dataset, self.times = dataset, times
 
     def __len__(self) -> int:
-        return len(self.dataset) * self.times
+        return self.length
 
     def __getitem__(self, index: int) -> Any:
         return self.dataset[index % len(self.dataset)]
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("dataset", "times"):
+        if name in ("dataset", "times", "length"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -165,8 +167,9 @@ class FlipShift:
                     raise ConfigError(f"FlipShift: a reflected shift of {s} px needs images larger than {s} px")
                 padded = F.pad(images, (s,) * 4, mode="reflect")
             else:
-                fill = torch.as_tensor(self.fill, dtype=images.dtype, device=device).reshape(-1, 1, 1)
-                padded = F.pad(images - fill, (s,) * 4) + fill
+                fill = torch.as_tensor(self.fill, dtype=images.dtype, device=device).reshape(1, -1, 1, 1)
+                border = F.pad(images.new_zeros(1, 1, h, w), (s,) * 4, value=1.0)  # 1 outside the image, 0 inside
+                padded = F.pad(images, (s,) * 4) + border * fill  # exact: image + 0 inside, 0 + fill outside
             dy, dx = torch.randint(0, 2 * s + 1, (2, b, 1), generator=generator).to(device)
             rows = (dy + torch.arange(h, device=device))[:, None, :, None]  # (b, 1, h, 1)
             cols = (dx + torch.arange(w, device=device))[:, None, None, :]  # (b, 1, 1, w)

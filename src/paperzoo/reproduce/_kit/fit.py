@@ -98,8 +98,8 @@ def fit(name: str, model: nn.Module, train: Dataset, test: Dataset | None, *, se
     """Train ``model`` on ``train`` (validating on ``test`` after each trainer epoch) and return its ``Run``.
 
     The TrainConfig is ``recipe`` updated by the ``config`` keywords, then by the dotted ``overrides``.
-    With ``steps`` the budget is that many optimizer steps cut into ``evals`` trainer epochs (``train``
-    repeated to fill them) instead of ``epochs``; ``warmup_fraction`` sets the linear warmup as a fraction
+    With ``steps`` the budget is that many optimizer steps (rounded up to a multiple of ``evals``) cut into
+    ``evals`` trainer epochs (``train`` cycled to fill them) instead of ``epochs``; ``warmup_fraction`` sets the linear warmup as a fraction
     of all training. ``train_eval`` adds ``train_eval_acc`` (accuracy on those training samples, in eval
     mode) to every epoch's row; ``callbacks(trainer, row)`` run at each epoch end and may add numbers.
     A ``batch_transform`` (e.g. ``FlipShift``) is followed by the configured mixup/CutMix, which the
@@ -118,9 +118,9 @@ def fit(name: str, model: nn.Module, train: Dataset, test: Dataset | None, *, se
     cfg = apply_overrides(TrainConfig(**settings), overrides)
     n = len(train)
     data = train
-    if steps is not None:
+    if steps is not None:  # each trainer epoch is ceil(steps / evals) batches of the cycled training set
         cfg.epochs = evals
-        data = Repeated(train, max(1, math.ceil(steps * cfg.batch_size / (evals * n))))
+        data = Repeated(train, length=math.ceil(steps / evals) * cfg.batch_size)
     if warmup_fraction is not None:
         cfg.warmup_epochs = warmup_fraction * cfg.epochs
     if batch_transform is not None and (cfg.mixup.alpha > 0 or cfg.cutmix.alpha > 0):
