@@ -144,3 +144,21 @@ def test_calibration_matches_the_binned_definition() -> None:
     assert m["acc"] == pytest.approx(float((pred == labels).float().mean()))
     assert m["nll"] == pytest.approx(float(nn.functional.cross_entropy(logits, labels)))
     assert not math.isnan(m["confidence"])
+
+
+def test_every_figure_draws_with_one_and_several_seeds(tmp_path) -> None:
+    from paperzoo.reproduce._kit import plots
+
+    arms = {"one seed": [50.0], "three seeds": [60.0, 62.0, 61.0]}
+    history = [{"epoch": e, "step": 10 * e, "time": 1.0, "val_acc": 0.1 * e, "train_loss": 1.0 / e} for e in (1, 2, 3)]
+    g = torch.Generator().manual_seed(0)
+    names = [
+        plots.bars(tmp_path, "bars.png", arms, "bars"),
+        plots.curves(tmp_path, "curves.png", {"a": history, "b": [history, history]}, "curves",
+                     keys=[("val_acc", "acc (%)"), ("train_loss", "loss")], x="time"),
+        plots.accuracy_vs_cost(tmp_path, "cost.png", {"s": [(1.0, [50.0], "x"), (2.0, [60.0, 61.0], "y")]}, "cost"),
+        plots.lines(tmp_path, "lines.png", {"s": {0.1: [50.0], 1.0: [60.0, 61.0]}}, "lines", xlabel="lr", xscale="log"),
+        plots.heatmap(tmp_path, "heat.png", {"g": [[1.0, 2.0], [3.0, 4.0]]}, ["a", "b"], ["c", "d"], "x", "y", "heat"),
+        plots.reliability(tmp_path, "rel.png", {"m": (torch.randn(200, 8, generator=g), torch.randint(0, 8, (200,)))}),
+    ]
+    assert all((tmp_path / n).stat().st_size > 1000 for n in names)

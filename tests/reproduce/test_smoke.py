@@ -34,3 +34,13 @@ def test_reproduction_smoke(slug: str, tmp_path: Path) -> None:
     assert data["wall_time_s"] > 0
     for fig in report.figures:
         assert (tmp_path / fig).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("slug", available())
+def test_full_and_smoke_settings_name_real_config_keys(slug: str) -> None:
+    """SMOKE and FULL override only keys the Config has (a stale key would fail only when someone runs --full)."""
+    from paperzoo.reproduce import load, make_config
+
+    make_config(slug, smoke=True)
+    if hasattr(load(slug), "FULL"):
+        make_config(slug, full=True)

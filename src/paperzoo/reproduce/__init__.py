@@ -36,7 +36,8 @@ def available() -> list[str]:
     """Slugs that have a reproduction module."""
     from .. import reproduce
 
-    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(reproduce.__path__) if not m.name.startswith("_") and m.name not in NOT_PAPERS)
+    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(reproduce.__path__)
+                  if not m.name.startswith("_") and m.name not in NOT_PAPERS)
 
 
 def load(slug: str) -> ModuleType:

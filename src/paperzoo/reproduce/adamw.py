@@ -68,8 +68,8 @@ def run(cfg: Config, out: Path) -> Report:
              "test acc (%)": spread(test_acc[c]), "test acc per seed": per_seed(test_acc[c]),
              "final train loss": mean([r.metrics["train_loss"] for r in runs[c]]),
              "chosen": "yes" if best[c[0]] == c else ""} for c in runs]
-    spread_over_grid = {opt: max(mean(test_acc[c]) for c in runs if c[0] == opt) - min(mean(test_acc[c]) for c in runs if c[0] == opt)
-                        for opt in NAMES}
+    cell_means = {opt: [mean(test_acc[c]) for c in runs if c[0] == opt] for opt in NAMES}
+    spread_over_grid = {opt: max(v) - min(v) for opt, v in cell_means.items()}
     discussion = (f"Chosen on the validation digits: Adam + L2 at lr {best['adam'][1]:g}, lambda {best['adam'][2]:g}; "
                   f"AdamW at lr {best['adamw'][1]:g}, w {best['adamw'][2]:g}. Range of mean test accuracy over each grid: "
                   f"Adam + L2 {spread_over_grid['adam']:.1f}, AdamW {spread_over_grid['adamw']:.1f} points.")

@@ -52,7 +52,7 @@ class Config:
     hyperrule_scale: float = 0.3  # BiT-HyperRule's 500 steps x this (few examples, small images)
     finetune_lr: float = 0.01
     scratch_lr: float = 0.05
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 SMOKE = dict(data=dict(image_size=16, train_size=64, test_size=32), epochs=1, batch_sizes=(16, 8), pretrain_size=64,
@@ -124,8 +124,8 @@ def run(cfg: Config, out: Path) -> Report:
               "per seed": per_seed(upstream_acc)},
              {"experiment": "transfer", "model": f"fine-tuned, {cfg.shots}/class ({', '.join(DOWNSTREAM)})",
               "test acc (%)": spread(few_acc["BiT transfer"]), "per seed": per_seed(few_acc["BiT transfer"])},
-             {"experiment": "transfer", "model": f"from scratch, {cfg.shots}/class", "test acc (%)": spread(few_acc["from scratch"]),
-              "per seed": per_seed(few_acc["from scratch"])}]
+             {"experiment": "transfer", "model": f"from scratch, {cfg.shots}/class",
+              "test acc (%)": spread(few_acc["from scratch"]), "per seed": per_seed(few_acc["from scratch"])}]
     discussion = (f"Accuracy lost from batch {big} to batch {tiny}: BN {spread(drop[False])}, GN+WS {spread(drop[True])} "
                   f"points. BiT-HyperRule fine-tuning ran {rule.steps} steps of batch {rule.batch_size}; the scratch network "
                   "the same steps.")

@@ -28,7 +28,8 @@ from .report import Report
 CLAIM = ("Modernising a ResNet step by step with Transformer-era design choices (stage ratio, patchify stem, "
          "depthwise inverted bottlenecks, large kernels, GELU/LayerNorm micro design) raises its accuracy up to "
          "ConvNeXt's (Liu et al., 2022, Fig. 2).")
-RUNGS = ["0 ResNet-style", "1 + macro design", "2 + depthwise inv. bottleneck", "3 + 7x7 kernel, dw first", "4 + micro = ConvNeXt"]
+RUNGS = ["0 ResNet-style", "1 + macro design", "2 + depthwise inv. bottleneck", "3 + 7x7 kernel, dw first",
+         "4 + micro = ConvNeXt"]
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:

@@ -31,7 +31,8 @@ class Cutout:
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = images.shape
         cy = torch.randint(h, (n, 1, 1), generator=generator)
         cx = torch.randint(w, (n, 1, 1), generator=generator)

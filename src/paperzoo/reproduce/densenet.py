@@ -51,7 +51,8 @@ def run(cfg: Config, out: Path) -> Report:
     sizes = {label: params(build()) for label, build in builders.items()}
     larger = [label for label in builders if label != dense and sizes[label] > sizes[dense]]
     if not larger:
-        raise ConfigError(f"densenet: no ResNet in {cfg.resnets} has more parameters than {dense}; the claim compares with larger ones")
+        raise ConfigError(f"densenet: no ResNet in {cfg.resnets} has more parameters than {dense}; the claim compares "
+                          "with larger ones")
     augment = FlipShift(cfg.max_shift)
 
     def arm(label: str):

@@ -85,7 +85,8 @@ def run(cfg: Config, out: Path) -> Report:
     for label, (w, d, r) in nets.items():
         model = runs[label][0].model
         with torch.no_grad():
-            final_map = model.eval().forward_features(torch.zeros(1, 3, r, r).contiguous(memory_format=torch.channels_last)).shape[-1]
+            probe = torch.zeros(1, 3, r, r).contiguous(memory_format=torch.channels_last)
+            final_map = model.eval().forward_features(probe).shape[-1]
         rows.append({"scaling": label, "width": w, "depth": d, "resolution": r, "blocks": sum(len(s) for s in model.blocks),
                      "last feature map": f"{final_map}x{final_map}", "params (M)": runs[label][0].params_m,
                      "MMACs": macs(model, r) / 1e6, "final train loss": mean([x.metrics["train_loss"] for x in runs[label]]),

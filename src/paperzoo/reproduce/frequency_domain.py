@@ -88,12 +88,14 @@ def run(cfg: Config, out: Path) -> Report:
         index = inputs[label]
         if index is None:
             data = (_tensors((rgb_tr - 0.5) / 0.25, y_tr), _tensors((rgb_te - 0.5) / 0.25, y_te))
-            build = lambda: ResNet(Bottleneck, cfg.layers, num_classes=num_classes, channels=cfg.widths,  # noqa: E731
-                                   stem_width=cfg.widths[0])
         else:
             data = (_tensors(dct_tr[:, index], y_tr), _tensors(dct_te[:, index], y_te))
-            build = lambda: ResNetDCT(Bottleneck, cfg.layers, in_chans=len(index), num_classes=num_classes,  # noqa: E731
-                                      channels=cfg.widths)
+
+        def build() -> torch.nn.Module:
+            if index is None:  # pixels: the ResNet with its stem
+                return ResNet(Bottleneck, cfg.layers, num_classes=num_classes, channels=cfg.widths, stem_width=cfg.widths[0])
+            return ResNetDCT(Bottleneck, cfg.layers, in_chans=len(index), num_classes=num_classes, channels=cfg.widths)
+
         name = label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         return lambda seed: fit(name, seeded(seed, build), *data, seed=seed, recipe=cfg.recipe)
 

@@ -52,7 +52,8 @@ def run(cfg: Config, out: Path) -> Report:
     labels = torch.tensor([s.label for s in scenes])
     masks = torch.stack([torch.from_numpy(s.masks[s.labels == s.label].any(0)) for s in scenes])
     # the second class: scenes holding an object of another class
-    second = [(i, int(next(c for c in s.labels if c != s.label))) for i, s in enumerate(scenes) if any(c != s.label for c in s.labels)]
+    second = [(i, int(next(c for c in s.labels if c != s.label))) for i, s in enumerate(scenes)
+              if any(c != s.label for c in s.labels)]
     idx = torch.tensor([i for i, _ in second], dtype=torch.long)
     other = torch.tensor([c for _, c in second], dtype=torch.long)
     other_masks = (torch.stack([torch.from_numpy(scenes[i].masks[scenes[i].labels == c].any(0)) for i, c in second])
@@ -78,7 +79,8 @@ def run(cfg: Config, out: Path) -> Report:
         guess["the other object's class"] = (_centre(other_masks), 100 * float(other_masks.float().mean()))
     parts = [beats(hits["true class"], [max(guess["true class"])], a_name="Grad-CAM", b_name="best guess",
                    metric="pointing game, true class (%)", margin=cfg.far,
-                   claim=f"Grad-CAM points at the true class's object more than {cfg.far:g} points above a centre or random guess")]
+                   claim=f"Grad-CAM points at the true class's object more than {cfg.far:g} points above a centre or "
+                         "random guess")]
     if second:
         key = "the other object's class"
         parts.append(beats(hits[key], [max(guess[key])], a_name="Grad-CAM", b_name="best guess",

@@ -31,7 +31,7 @@ class Config:
                                                           warmup_epochs=1.0))
     epsilon: float = 0.1
     tolerance: float = 2.0  # "equal or better accuracy": at most this many points below cross-entropy
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 SMOKE = dict(depth=8, data=dict(train_size=128, test_size=64), recipe=dict(epochs=1))

@@ -29,7 +29,7 @@ class Config:
     recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=64, lr=0.03, nesterov=True, weight_decay=1e-5,
                                                           warmup_epochs=1.0))
     max_shift: int = 4
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 SMOKE = dict(data=dict(train_size=128, test_size=64), recipe=dict(epochs=1, batch_size=32), seeds=(0,))

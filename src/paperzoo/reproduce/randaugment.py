@@ -63,7 +63,8 @@ def run(cfg: Config, out: Path) -> Report:
     decision = beats(acc[best], acc[(0, 0.0)], a_name=f"RandAugment N={best[0]}, M={best[1]:g}", b_name="no augmentation",
                      metric="test acc (%)", claim="the grid point chosen on validation beats no augmentation on test acc (%)")
     rows = [{"N": n or 0, "M": f"{m:g}" if n else "-", "val acc (%)": val_acc[(n, m)], "test acc (%)": spread(acc[(n, m)]),
-             "test acc per seed": per_seed(acc[(n, m)]), "final train loss": mean([r.metrics["train_loss"] for r in runs[(n, m)]]),
+             "test acc per seed": per_seed(acc[(n, m)]),
+             "final train loss": mean([r.metrics["train_loss"] for r in runs[(n, m)]]),
              "chosen": "yes" if (n, m) == best else ""} for n, m in cells]
     beat = sum(mean(acc[c]) > mean(acc[(0, 0.0)]) for c in grid)
     discussion = (f"{beat} of {len(grid)} grid points beat the baseline on mean test accuracy; grid range "

@@ -21,9 +21,9 @@ CLAIM = ("Deeper plain networks have higher training error than shallower ones (
 @dataclass
 class Config:
     depths: tuple[int, ...] = (20, 56)
-    data: Data = field(default_factory=lambda: Data(image_size=16, train_size=4000, test_size=1000, scale=(0.6, 0.9)))
-    train_eval_size: int = 1000  # training samples scored in eval mode after each epoch
-    epochs: int = 14
+    data: Data = field(default_factory=lambda: Data(image_size=16, train_size=3000, test_size=1000, scale=(0.6, 0.9)))
+    train_eval_size: int = 500  # training samples scored in eval mode after each epoch
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 0.1
     warmup_epochs: float = 2.0
@@ -89,7 +89,8 @@ def run(cfg: Config, out: Path) -> Report:
         ],
         figures=[figure],
         results={"train_error": train_err, "test_error": test_err,
-                 "curves": {n: [{k: v for k, v in row.items() if k != "kind"} for row in rs[0].history] for n, rs in runs.items()}},
+                 "curves": {n: [{k: v for k, v in row.items() if k != "kind"} for row in rs[0].history]
+                            for n, rs in runs.items()}},
     )
 
 

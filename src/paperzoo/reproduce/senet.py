@@ -24,7 +24,7 @@ class Config:
                                                           warmup_epochs=1.0))
     widths: tuple[int, ...] = (16, 32, 64, 128)
     layers: tuple[int, ...] = (1, 1, 1, 1)
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 SMOKE = dict(data=dict(image_size=16, train_size=64, test_size=32), recipe=dict(epochs=1), widths=(8, 8, 8, 8))

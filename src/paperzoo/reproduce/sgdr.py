@@ -28,7 +28,7 @@ class Config:
     t0: float = 1.0  # SGDR cycles of 1, 2, 4, 8 epochs end at epochs 1, 3, 7 and 15
     t_mult: int = 2
     final_tolerance: float = 2.0  # "no cost in final accuracy": SGDR at most this many points below the better single schedule
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 SMOKE = dict(depth=8, data=dict(train_size=96, test_size=32), recipe=dict(epochs=3))

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.classification.resnet import CifarResNet
 from ._kit import Data, Part, Recipe, all_of, beats, fit, mean, per_seed, plots, predictions, run_arms, seeded, spread
 from .report import Report
@@ -37,7 +38,7 @@ class Config:
     directions: int = 4  # random directions for the flatness probe
     radius: float = 0.5  # probe distances up to this fraction of each filter's norm
     probe_size: int = 500  # training scenes the probe's loss is measured on
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 SMOKE = dict(depth=8, data=dict(train_size=128, test_size=64), recipe=dict(epochs=2), swa_start=1, directions=1, probe_size=64)
@@ -72,6 +73,9 @@ def random_direction(model: nn.Module, generator: torch.Generator) -> list[torch
 
 
 def run(cfg: Config, out: Path) -> Report:
+    if not 0 < cfg.swa_start < cfg.recipe.epochs:
+        raise ConfigError(f"swa: swa_start={cfg.swa_start} must lie between 0 and recipe.epochs={cfg.recipe.epochs} "
+                          "(exclusive), or nothing is averaged")
     train, test = cfg.data.splits()
     probe = Part(train, cfg.probe_size)
     steps = torch.linspace(0, cfg.radius, 6)

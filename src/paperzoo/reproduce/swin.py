@@ -95,5 +95,6 @@ def run(cfg: Config, out: Path) -> Report:
         ],
         figures=figures,
         results={"accuracy": acc, "seeds_shifted_ahead": wins,
-                 "curves": {k: [{kk: vv for kk, vv in r.items() if kk != "kind"} for r in rs[0].history] for k, rs in runs.items()}},
+                 "curves": {k: [{kk: vv for kk, vv in r.items() if kk != "kind"} for r in rs[0].history]
+                            for k, rs in runs.items()}},
     )

@@ -47,7 +47,7 @@ class Config:
     cnn_weight_decay: float = 5e-4
     augment_shift: int = 1  # augmented ViT run: random shifts by up to this many pixels, black borders
     augment_flip: bool = False  # and horizontal flips (off: a mirrored digit is not the same digit)
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 SMOKE = dict(train_sizes=(64, 128), data=dict(test_size=64), train_eval_size=64, steps=4, batch_size=32, seeds=(0,))

@@ -99,9 +99,10 @@ def fit(name: str, model: nn.Module, train: Dataset, test: Dataset | None, *, se
 
     The TrainConfig is ``recipe`` updated by the ``config`` keywords, then by the dotted ``overrides``.
     With ``steps`` the budget is that many optimizer steps (rounded up to a multiple of ``evals``) cut into
-    ``evals`` trainer epochs (``train`` cycled to fill them) instead of ``epochs``; ``warmup_fraction`` sets the linear warmup as a fraction
-    of all training. ``train_eval`` adds ``train_eval_acc`` (accuracy on those training samples, in eval
-    mode) to every epoch's row; ``callbacks(trainer, row)`` run at each epoch end and may add numbers.
+    ``evals`` trainer epochs (``train`` cycled to fill them) instead of ``epochs``; ``warmup_fraction`` sets the
+    linear warmup as a fraction of all training. ``train_eval`` adds ``train_eval_acc`` (accuracy on those
+    training samples, in eval mode) to every epoch's row; ``callbacks(trainer, row)`` run at each epoch end
+    and may add numbers.
     A ``batch_transform`` (e.g. ``FlipShift``) is followed by the configured mixup/CutMix, which the
     Trainer applies only when it is given none. ``out`` is the trainer's run directory (None: nothing
     written). Each row also gets ``passes``, the epochs over ``train`` so far. ``optimizer`` is a TrainConfig

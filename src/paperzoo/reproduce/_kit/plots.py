@@ -40,7 +40,8 @@ def bars(out: Path, filename: str, arms: Mapping[str, float | Sequence[float]], 
     sds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
     fig, ax = plt.subplots(figsize=(max(4.5, 1.25 * len(labels) + 1.5), 3.8))
     xs = range(len(labels))
-    bars_ = ax.bar(xs, means, yerr=[s if s else None for s in sds] if any(sds) else None, capsize=4,
+    errors = [s if len(v) > 1 else float("nan") for s, v in zip(sds, values)]  # NaN: no bar for a single seed
+    bars_ = ax.bar(xs, means, yerr=errors if any(len(v) > 1 for v in values) else None, capsize=4,
                    color=list(colors) if colors else [f"C{i % 10}" for i in xs], alpha=0.85)
     for x, v in zip(xs, values):
         if len(v) > 1:
@@ -103,8 +104,8 @@ def accuracy_vs_cost(out: Path, filename: str, series: Mapping[str, Sequence[tup
         xs = [p[0] for p in points]
         vals = [_values(p[1]) for p in points]
         ys = [statistics.fmean(v) for v in vals]
-        err = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
-        ax.errorbar(xs, ys, yerr=err if any(err) else None, fmt="-o" if len(points) > 1 else "o", capsize=3,
+        err = [statistics.stdev(v) if len(v) > 1 else float("nan") for v in vals]
+        ax.errorbar(xs, ys, yerr=err if any(len(v) > 1 for v in vals) else None, fmt="-o" if len(points) > 1 else "o", capsize=3,
                     color=f"C{i % 10}", label=name)
         for xv, yv, p in zip(xs, ys, points):
             ax.annotate(p[2], (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -149,9 +150,10 @@ def lines(out: Path, filename: str, series: Mapping[str, Mapping[Any, float | Se
         xs = list(points)
         vals = [_values(points[k]) for k in xs]
         ys = [statistics.fmean(v) for v in vals]
-        err = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
+        err = [statistics.stdev(v) if len(v) > 1 else float("nan") for v in vals]
         ticks = xs if all(isinstance(k, (int, float)) for k in xs) else [str(k) for k in xs]
-        ax.errorbar(ticks, ys, yerr=err if any(err) else None, fmt="-o", capsize=3, color=f"C{i % 10}", label=name)
+        ax.errorbar(ticks, ys, yerr=err if any(len(v) > 1 for v in vals) else None, fmt="-o", capsize=3, color=f"C{i % 10}",
+                    label=name)
     ax.set(xscale=xscale, xlabel=xlabel, ylabel=ylabel, title=title)
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
