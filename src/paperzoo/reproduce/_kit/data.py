@@ -125,8 +125,8 @@ class Data:
         n_test = len(test) if test is not None else self.test_size
         s = self.image_size
         if self.name == "digits":
-            return (f"{n_train} real handwritten digits (8x8, 10 classes, upsampled to {s}x{s}); "
-                    f"{n_test} held-out test digits")
+            size = "at their 8x8" if s == 8 else f"8x8 upsampled to {s}x{s}"
+            return f"{n_train} real handwritten digits (10 classes, {size}); {n_test} held-out test digits"
         objects = "" if self.scale is None else f", objects {self.scale[0]:g}-{self.scale[1]:g} of the side"
         knobs = "".join(f", {k}={v}" for k, v in self.knobs.items())
         return (f"{n_train} synthetic {s}x{s} scenes (8 shape classes, preset '{self.preset}'{objects}{knobs}); "
