@@ -116,7 +116,7 @@ def run(cfg: Config, out: Path) -> Report:
                f"({runs[('vit', small, False)][0].params_m:.2f}M: width {cfg.vit_dim}, depth {cfg.vit_depth}, "
                f"{cfg.vit_heads} heads, {cfg.vit_patch}x{cfg.vit_patch} patches, i.e. "
                f"{(cfg.data.image_size // cfg.vit_patch) ** 2} tokens) trained on {what} (and the larger training sets "
-               f"{', '.join(str(n) for n in sorted(set(cfg.train_sizes)) if n != small)}), each for about {cfg.steps} steps "
+               f"{', '.join(str(n) for n in sorted(set(cfg.train_sizes)) if n != small)}), each for {cfg.steps} steps "
                f"of batch {cfg.batch_size} (so the epochs over the data scale inversely with its size), seeds "
                f"{list(cfg.seeds)}. ResNet: SGD lr {cfg.cnn_lr}, momentum 0.9; ViT: AdamW lr {cfg.vit_lr}, weight decay "
                f"{cfg.vit_weight_decay}, gradient clipping 1; both cosine after a linear warmup over the first 10% of the "
