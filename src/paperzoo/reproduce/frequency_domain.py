@@ -50,8 +50,9 @@ class GatedTask(ClassificationTask):
         super().__init__()
         self.lam = lam
 
-    def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor):
-        loss, logs = super().loss(model, images, targets)
+    def loss(self, model: torch.nn.Module, *batch: torch.Tensor):
+        """``loss(model, images, targets)``, or ``loss(model, (images, targets))`` under the tasks/ contract."""
+        loss, logs = super().loss(model, *batch)
         gate = model.gate.last_gate
         logs["channels_kept"] = gate.detach().sum(1).mean()
         return loss + self.lam * gate.mean(), logs
