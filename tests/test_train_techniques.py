@@ -115,7 +115,7 @@ def test_dropblock_keep_prob_is_scheduled(tiny_shapes) -> None:
 @pytest.mark.paper("bag-of-tricks")
 def test_training_ladder_adds_one_trick_per_rung(tmp_path: Path, record_property) -> None:
     """The ladder's rungs are the paper's training refinements, cumulative, and each trains (smoke size)."""
-    from paperzoo.reproduce._bag_of_tricks_training import LADDER_SMOKE, LadderConfig, ladder, run_training_ladder
+    from paperzoo.reproduce.bag_of_tricks import LADDER_SMOKE, LadderConfig, ladder, run_training_ladder
 
     rungs = ladder(120)
     record_property("num_rungs", len(rungs))

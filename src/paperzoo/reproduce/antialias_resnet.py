@@ -5,18 +5,16 @@ Three versions of one narrow ResNet are trained identically: the plain network, 
 timm's resnetblur) and the placements of Vasconcelos et al. (2020: blur right after each strided conv,
 and before each strided 1x1 projection shortcut, which cannot learn a low-pass filter itself).
 Shift consistency (Zhang's metric) is the fraction of test scenes classified the same way from two
-random crops that differ by a few pixels.
+random crops that differ by a few pixels. Each version is trained from several seeds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
 
 import torch
 
-from ..models.classification.resnet import Bottleneck, ResNet
-from ._cnn import bar_chart, shapes, train
+from ._kit import Data, Recipe, all_of, beats, fit, mean, narrow_resnet50, per_seed, plots, run_arms, seeded, spread
 from .report import Report
 
 CLAIM = ("Low-pass filtering before every subsampling step of a ResNet makes its predictions more consistent under "
@@ -32,25 +30,20 @@ VARIANTS: dict[str, dict] = {
 
 @dataclass
 class Config:
-    image_size: int = 32
-    max_shift: int = 4  # scenes are rendered with this margin; training and tests use random crops
-    scale: tuple[float, float] = (0.45, 0.8)
-    preset: str = "medium"
-    train_size: int = 8000
-    test_size: int = 1000
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 0.05
-    weight_decay: float = 5e-5
+    data: Data = field(default_factory=lambda: Data(image_size=32, train_size=8000, test_size=1000, scale=(0.45, 0.8)))
+    max_shift: int = 4  # scenes are rendered this much larger on each side; training and tests use random crops
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=5, batch_size=64, lr=0.05, weight_decay=5e-5,
+                                                          warmup_epochs=1.0))
     widths: tuple[int, ...] = (16, 32, 64, 128)
     layers: tuple[int, ...] = (1, 1, 1, 1)
-    seeds: tuple[int, ...] = (0,)
     consistency_pairs: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
-SMOKE = dict(train_size=64, test_size=32, epochs=1, max_shift=2, widths=(8, 8, 8, 8), consistency_pairs=1)
-FULL = dict(image_size=224, max_shift=32, scale=(0.25, 0.6), train_size=50000, test_size=10000, epochs=90,
-            batch_size=256, widths=(64, 128, 256, 512), layers=(3, 4, 6, 3), seeds=(0, 1, 2))
+SMOKE = dict(data=dict(train_size=64, test_size=32), recipe=dict(epochs=1), max_shift=2, widths=(8, 8, 8, 8),
+             consistency_pairs=1, seeds=(0,))
+FULL = dict(data=dict(image_size=224, scale=(0.25, 0.6), train_size=50000, test_size=10000), max_shift=32,
+            recipe=dict(epochs=90, batch_size=256), widths=(64, 128, 256, 512), layers=(3, 4, 6, 3), seeds=(0, 1, 2))
 
 
 class _Crop:
@@ -83,57 +76,57 @@ def shift_consistency(model: torch.nn.Module, images: torch.Tensor, size: int, p
 
 
 def run(cfg: Config, out: Path) -> Report:
-    full = cfg.image_size + 2 * cfg.max_shift
-    train_data, test_data = shapes(full, cfg.train_size, cfg.test_size, cfg.preset, scale=cfg.scale)
-    train_data.transform = _Crop(cfg.image_size, random=True)
-    test_images = torch.stack([test_data[i][0] for i in range(len(test_data))])
-    test_data.transform = _Crop(cfg.image_size, random=False)
-    rows, accs, consistency = [], {}, {}
-    for label, variant in VARIANTS.items():
-        a, c, params = [], [], 0.0
-        for seed in cfg.seeds:
-            torch.manual_seed(seed)
-            model = ResNet(Bottleneck, cfg.layers, num_classes=train_data.num_classes, channels=cfg.widths,
-                           stem_width=cfg.widths[0], **variant)
-            result = train(f"{label.split()[0].lower()}_s{seed}", model, train_data, test_data, out, epochs=cfg.epochs,
-                           batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed)
-            a.append(result.acc)
-            c.append(shift_consistency(model, test_images, cfg.image_size, cfg.consistency_pairs, seed))
-            params = result.params_m
-        accs[label], consistency[label] = mean(a), mean(c)
-        rows.append({"network": label, "params (M)": params, "test acc (%)": accs[label],
-                     "shift consistency (%)": consistency[label]})
+    size = cfg.data.image_size
+    full = size + 2 * cfg.max_shift
+    train, test = cfg.data.splits(image_size=full)
+    train.transform = _Crop(size, random=True)
+    test_images = torch.stack([test[i][0] for i in range(len(test))])
+    test.transform = _Crop(size, random=False)
+    consistency: dict[str, list[float]] = {label: [] for label in VARIANTS}
+
+    def arm(label: str):
+        def one(seed: int):
+            r = fit(label.split()[0].lower(), seeded(seed, lambda: narrow_resnet50(train.num_classes, cfg.widths, cfg.layers,
+                                                                                   **VARIANTS[label])),
+                    train, test, seed=seed, recipe=cfg.recipe)
+            consistency[label].append(shift_consistency(r.model, test_images, size, cfg.consistency_pairs, seed))
+            return r
+        return one
+
+    runs = run_arms({label: arm(label) for label in VARIANTS}, cfg.seeds)
+    acc = {label: [r.acc for r in rs] for label, rs in runs.items()}
     base, zhang, paper = VARIANTS
-    held = consistency[paper] > consistency[base] and accs[paper] > accs[base]
-    verdict = (f"Shift consistency: plain {consistency[base]:.1f}%, BlurPool {consistency[zhang]:.1f}%, paper's "
-               f"placements {consistency[paper]:.1f}%. Accuracy: plain {accs[base]:.1f}%, BlurPool {accs[zhang]:.1f}%, "
-               f"paper's placements {accs[paper]:.1f}%. The claim (both improve with the paper's placements) "
-               f"{'held' if held else 'did not hold'}.")
-    figures = [
-        bar_chart(list(consistency), list(consistency.values()), out, "consistency.png",
-                  f"Same prediction for two crops up to {2 * cfg.max_shift} px apart", "shift consistency (%)"),
-        bar_chart(list(accs), list(accs.values()), out, "accuracy.png", "Test accuracy (centre crop)", "test accuracy (%)"),
-    ]
+    decision = all_of([
+        beats(consistency[paper], consistency[base], a_name="paper's placements", b_name="plain ResNet",
+              metric="shift consistency (%)"),
+        beats(acc[paper], acc[base], a_name="paper's placements", b_name="plain ResNet", metric="test acc (%)"),
+    ], "the paper's low-pass placements improve shift consistency and accuracy")
+    rows = [{"network": label, "params (M)": runs[label][0].params_m, "test acc (%)": spread(acc[label]),
+             "shift consistency (%)": spread(consistency[label]), "consistency per seed": per_seed(consistency[label])}
+            for label in VARIANTS]
+    discussion = (f"BlurPool (Zhang's placements): consistency {spread(consistency[zhang])}%, accuracy {spread(acc[zhang])}% "
+                  "(reported, not judged).")
+    figures = [plots.bars(out, "consistency.png", consistency,
+                          f"Same prediction for two crops up to {2 * cfg.max_shift} px apart", ylabel="shift consistency (%)"),
+               plots.bars(out, "accuracy.png", acc, "Test accuracy (centre crop)")]
     return Report(
         slug="antialias-resnet",
         claim=CLAIM,
         setup=(f"A narrow ResNet-50 (bottleneck blocks {cfg.layers}, widths {cfg.widths}) in three versions, trained on "
-               f"random {cfg.image_size}x{cfg.image_size} crops of {cfg.train_size} synthetic {full}x{full} scenes "
-               f"(preset '{cfg.preset}') for {cfg.epochs} epochs, seeds {cfg.seeds}: SGD momentum 0.9, lr {cfg.lr}, "
-               f"1-epoch warmup, cosine, weight decay {cfg.weight_decay}, batch {cfg.batch_size}. Accuracy on centre "
-               f"crops of {cfg.test_size} held-out scenes; consistency over {cfg.consistency_pairs} pairs of random "
-               "crops per scene. The filters are 3x3 binomial ([1, 2, 1] / 4 per axis) with stride 2."),
-        columns=["network", "params (M)", "test acc (%)", "shift consistency (%)"],
+               f"random {size}x{size} crops of {cfg.data.describe(train, test).replace(f'{size}x{size}', f'{full}x{full}')}: "
+               f"{cfg.recipe.describe()}, seeds {list(cfg.seeds)} (a seed fixes initialisation and data order). Accuracy on "
+               f"centre crops of the test scenes; consistency over {cfg.consistency_pairs} pairs of random crops per scene. "
+               "The filters are 3x3 binomial ([1, 2, 1] / 4 per axis) with stride 2."),
+        columns=["network", "params (M)", "test acc (%)", "shift consistency (%)", "consistency per seed"],
         rows=rows,
-        held=held,
-        verdict=verdict,
+        decision=decision,
+        discussion=discussion,
         differences=[
             "A narrow one-block-per-stage ResNet-50 on 32x32 crops of synthetic scenes instead of ResNet-50 on "
             "ImageNet; the paper mainly reports robustness to corruptions (ImageNet-C) and few-shot transfer, which "
             "are not measured here.",
             "The paper also mentions smooth activations at key locations; we keep ReLU everywhere.",
-            f"{len(cfg.seeds)} seed(s): accuracy differences of a point or two are within noise.",
         ],
         figures=figures,
-        results={"accuracy": accs, "consistency": consistency},
+        results={"accuracy": acc, "consistency": consistency},
     )

@@ -4,21 +4,20 @@ Starting from a narrow ResNet-50, the Assemble-ResNet tweaks are added cumulativ
 average-pool shortcuts), selective-kernel convs (two 3x3 paths, r = 2), anti-aliased strided blocks (the SK
 conv at stride 1, then a 3x3 binomial blur with stride 2) and finally Big-Little stages (``assembled.py``).
 The regularisers of the paper's second half (label smoothing, mixup, DropBlock, AutoAugment, distillation)
-are training options reproduced elsewhere; every network here gets the same plain recipe.
+are training options reproduced elsewhere; every network here gets the same plain recipe, from several
+seeds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
 
-import torch
 from torch import nn
 
 from ..models.classification.assembled import ASSEMBLED_SK, BigLittleResNet
 from ..models.classification.resnet import Bottleneck, ResNet
 from ..models.classification.sknet import SelectiveKernelBottleneck
-from ._cnn import bar_chart, shapes, train
+from ._kit import Data, Recipe, all_of, at_least, beats, fit, mean, per_seed, plots, run_arms, seeded, spread
 from .report import Report
 
 CLAIM = ("Network tweaks that each help a little (ResNet-D, selective kernels, anti-aliasing, Big-Little) keep "
@@ -29,24 +28,20 @@ STEPS = ("ResNet", "+ D", "+ SK", "+ AA", "+ BL")
 
 @dataclass
 class Config:
-    image_size: int = 32
-    scale: tuple[float, float] = (0.5, 0.9)
-    preset: str = "medium"
-    train_size: int = 6000
-    test_size: int = 1000
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 0.05
-    weight_decay: float = 5e-5
+    data: Data = field(default_factory=lambda: Data(image_size=32, train_size=6000, test_size=1000))
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=5, batch_size=64, lr=0.05, weight_decay=5e-5,
+                                                          warmup_epochs=1.0))
     widths: tuple[int, ...] = (16, 32, 64, 128)
     layers: tuple[int, ...] = (2, 2, 2, 1)
     sk_min_units: int = 8  # L of the SK attention, scaled with the widths (32 at full width)
-    seeds: tuple[int, ...] = (0,)
+    steps_needed: int = 3  # of the 4 stacking steps, at least this many must help
+    seeds: tuple[int, ...] = (0, 1)
 
 
-SMOKE = dict(train_size=64, test_size=32, epochs=1, widths=(8, 8, 8, 8), layers=(2, 2, 2, 1))
-FULL = dict(image_size=224, scale=(0.25, 0.6), train_size=50000, test_size=10000, epochs=90, batch_size=256,
-            widths=(64, 128, 256, 512), layers=(3, 4, 6, 3), sk_min_units=32, seeds=(0, 1, 2))
+SMOKE = dict(data=dict(train_size=64, test_size=32), recipe=dict(epochs=1), widths=(8, 8, 8, 8), seeds=(0,))
+FULL = dict(data=dict(image_size=224, scale=(0.25, 0.6), train_size=50000, test_size=10000),
+            recipe=dict(epochs=90, batch_size=256), widths=(64, 128, 256, 512), layers=(3, 4, 6, 3), sk_min_units=32,
+            seeds=(0, 1, 2))
 
 
 def build(step: int, cfg: Config, num_classes: int) -> nn.Module:
@@ -66,28 +61,24 @@ def build(step: int, cfg: Config, num_classes: int) -> nn.Module:
 
 
 def run(cfg: Config, out: Path) -> Report:
-    train_data, test_data = shapes(cfg.image_size, cfg.train_size, cfg.test_size, cfg.preset, scale=cfg.scale)
-    rows, accs = [], {}
-    for step, label in enumerate(STEPS):
-        values, params = [], 0.0
-        for seed in cfg.seeds:
-            torch.manual_seed(seed)
-            result = train(f"step{step}_s{seed}", build(step, cfg, train_data.num_classes), train_data, test_data, out,
-                           epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                           seed=seed)
-            values.append(result.acc)
-            params = result.params_m
-        accs[label] = mean(values)
-        rows.append({"network": label, "params (M)": params, "test acc (%)": accs[label],
-                     "gain over previous": accs[label] - accs[STEPS[step - 1]] if step else 0.0})
-    gains = [accs[b] - accs[a] for a, b in zip(STEPS, STEPS[1:])]
-    total = accs[STEPS[-1]] - accs[STEPS[0]]
-    held = total > 0 and sum(g > 0 for g in gains) >= 3
-    verdict = (f"From {accs['ResNet']:.1f}% to {accs[STEPS[-1]]:.1f}% ({total:+.1f} points) with all four tweaks; "
-               "step gains " + ", ".join(f"{s} {g:+.1f}" for s, g in zip(STEPS[1:], gains))
-               + f". {sum(g > 0 for g in gains)} of 4 steps helped (held: overall gain and at least 3 helping steps).")
-    figure = bar_chart(list(accs), list(accs.values()), out, "stacking.png", "Stacking network tweaks (cumulative)",
-                       "test accuracy (%)")
+    train, test = cfg.data.splits()
+
+    def arm(step: int):
+        return lambda seed: fit(f"step{step}", seeded(seed, lambda: build(step, cfg, train.num_classes)), train, test,
+                                seed=seed, recipe=cfg.recipe)
+
+    runs = run_arms({label: arm(step) for step, label in enumerate(STEPS)}, cfg.seeds)
+    acc = {label: [r.acc for r in rs] for label, rs in runs.items()}
+    m = "test acc (%)"
+    steps = [beats(acc[b], acc[a], a_name=b.lstrip("+ "), b_name=a, metric=m, claim=f"adding {b.lstrip('+ ')} to {a} helps")
+             for a, b in zip(STEPS, STEPS[1:])]
+    decision = all_of([beats(acc[STEPS[-1]], acc[STEPS[0]], a_name="Assemble-ResNet (all four)", b_name="ResNet", metric=m),
+                       at_least(cfg.steps_needed, steps, f"at least {cfg.steps_needed} of the 4 stacking steps help")],
+                      "the tweaks add up when stacked")
+    rows = [{"network": label, "params (M)": runs[label][0].params_m, "test acc (%)": spread(acc[label]),
+             "per seed": per_seed(acc[label]),
+             "gain over previous": mean(acc[label]) - mean(acc[STEPS[i - 1]]) if i else 0.0} for i, label in enumerate(STEPS)]
+    figure = plots.bars(out, "stacking.png", acc, "Stacking network tweaks (cumulative)")
     return Report(
         slug="assembled-cnn",
         claim=CLAIM,
@@ -95,20 +86,18 @@ def run(cfg: Config, out: Path) -> Report:
                f"ResNet-D; selective-kernel bottlenecks (two 3x3 paths, d = max(C/2, {cfg.sk_min_units})); anti-aliased "
                "strided blocks (3x3 binomial blur after the SK conv, and after the stem's max pool); Big-Little stages "
                "(alpha 2, beta 4, the authors' layout, with its own stem and 3x3 average-pool shortcuts). Trained on "
-               f"{cfg.train_size} synthetic scenes ({cfg.image_size}x{cfg.image_size}, preset '{cfg.preset}') for "
-               f"{cfg.epochs} epochs, seeds {cfg.seeds}: SGD momentum 0.9, lr {cfg.lr}, 1-epoch warmup, cosine, weight "
-               f"decay {cfg.weight_decay}, batch {cfg.batch_size}; accuracy on {cfg.test_size} held-out scenes."),
-        columns=["network", "params (M)", "test acc (%)", "gain over previous"],
+               f"{cfg.data.describe(train, test)}: {cfg.recipe.describe()}, seeds {list(cfg.seeds)} (a seed fixes "
+               "initialisation and data order)."),
+        columns=["network", "params (M)", "test acc (%)", "per seed", "gain over previous"],
         rows=rows,
-        held=held,
-        verdict=verdict,
+        decision=decision,
         differences=[
             "A narrow ResNet-50 on 32x32 synthetic scenes instead of ResNet-50 on ImageNet (600 epochs with "
             "regularisers and distillation in the paper).",
             "The ResNet-based AA step also blurs the stem's max pool (as resnetblur does); the authors' Big-Little "
             "network blurs only the strided blocks.",
-            f"{len(cfg.seeds)} seed(s): single steps of a point or two are within run-to-run noise.",
+            "Single steps of a point or two are within this miniature's seed-to-seed spread.",
         ],
         figures=[figure],
-        results={"accuracy": accs, "step_gains": dict(zip(STEPS[1:], gains))},
+        results={"accuracy": acc},
     )

@@ -3,7 +3,7 @@
 Section 2 starts from a ResNet trained with a modern recipe and applies Transformer-era design choices one
 by one, each measured on ImageNet. Here the same steps are grouped into five rungs of a reduced network on
 16x16 synthetic scenes of upright shapes (with randomly rotated shapes every rung but the first stays near
-chance within a CPU budget), all trained with the same recipe (AdamW, cosine):
+chance within a CPU budget), all trained with the same recipe (AdamW, cosine), from several seeds:
 
 0. ResNet-style: 3x3 conv stem with pooling, bottleneck blocks (1x1 reduce, 3x3, 1x1 expand), BatchNorm and
    ReLU after every conv, downsampling by strided convs with projection shortcuts;
@@ -15,20 +15,21 @@ chance within a CPU budget), all trained with the same recipe (AdamW, cosine):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..registry import create_model
-from ._backbones import bar_chart, dataset, fit, params_m
+from ._kit import Data, Part, all_of, at_least, beats, fit, macs, per_seed, plots, run_arms, seeded, spread
 from .report import Report
 
 CLAIM = ("Modernising a ResNet step by step with Transformer-era design choices (stage ratio, patchify stem, "
          "depthwise inverted bottlenecks, large kernels, GELU/LayerNorm micro design) raises its accuracy up to "
          "ConvNeXt's (Liu et al., 2022, Fig. 2).")
-RUNGS = ["0 ResNet-style", "1 + macro design", "2 + depthwise inv. bottleneck", "3 + 7x7 kernel, dw first", "4 + micro = ConvNeXt"]
+RUNGS = ["0 ResNet-style", "1 + macro design", "2 + depthwise inv. bottleneck", "3 + 7x7 kernel, dw first",
+         "4 + micro = ConvNeXt"]
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -81,12 +82,7 @@ class LadderNet(nn.Module):
 
 @dataclass
 class Config:
-    data: str = "shapes"  # shapes | digits
-    image_size: int = 16
-    scale: tuple[float, float] = (0.5, 0.9)  # shapes only: object size
-    rotate: bool = False  # shapes only: randomly rotated shapes
-    train_size: int | None = 8000  # None: the whole split (digits)
-    test_size: int | None = 1000
+    data: Data = field(default_factory=lambda: Data(image_size=16, train_size=8000, test_size=1000, knobs={"rotate": False}))
     steps: int = 500
     batch_size: int = 64
     dims: tuple[int, ...] = (32, 64, 128, 256)
@@ -94,16 +90,17 @@ class Config:
     depths: tuple[int, ...] = (1, 1, 3, 1)  # the 1:1:3:1 stage ratio
     lr: float = 1e-3
     weight_decay: float = 0.05
-    seeds: tuple[int, ...] = (0, 1)  # each rung is trained once per seed; the verdict uses the means
+    steps_needed: int = 3  # of the 4 ladder steps, at least this many must help
+    train_eval_size: int = 500
+    seeds: tuple[int, ...] = (0, 1)
 
 
-SMOKE = dict(train_size=128, test_size=64, steps=4, batch_size=32, seeds=(0,))
-FULL = dict(image_size=224, rotate=True, train_size=50000, test_size=10000, steps=40000, batch_size=128,
-            dims=(96, 192, 384, 768), resnet_depths=(3, 4, 6, 3), depths=(3, 3, 9, 3))
+SMOKE = dict(data=dict(train_size=128, test_size=64), steps=4, batch_size=32, train_eval_size=64, seeds=(0,))
+FULL = dict(data=dict(image_size=224, train_size=50000, test_size=10000, knobs={"rotate": True}), steps=40000, batch_size=128,
+            dims=(96, 192, 384, 768), resnet_depths=(3, 4, 6, 3), depths=(3, 3, 9, 3), seeds=(0,))
 
 
-def _rung(i: int, cfg: Config, num_classes: int, in_chans: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
+def _rung(i: int, cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
     if i == 4:
         return create_model("convnext_tiny", num_classes=num_classes, in_chans=in_chans, patch_size=2, dims=cfg.dims,
                             depths=cfg.depths)
@@ -112,64 +109,52 @@ def _rung(i: int, cfg: Config, num_classes: int, in_chans: int, seed: int) -> nn
                      in_chans=in_chans)
 
 
-def _gmacs(model: nn.Module, size: int, in_chans: int) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(torch.randn(1, in_chans, size, size))
-    return counter.get_total_flops() / 2e9
-
-
 def run(cfg: Config, out: Path) -> Report:
-    data = dict(image_size=cfg.image_size, seed=0, scale=cfg.scale, rotate=cfg.rotate)
-    train, test = dataset(cfg.data, "train", cfg.train_size, **data), dataset(cfg.data, "test", cfg.test_size, **data)
-    train_eval = torch.utils.data.Subset(train, range(min(500, len(train))))
-    rows = []
-    for i, label in enumerate(RUNGS):
-        lasts = []
-        for seed in cfg.seeds:
-            model = _rung(i, cfg, train.num_classes, train.in_chans, seed)
-            lasts.append(fit(model, train, test, out, f"rung{i}_seed{seed}", steps=cfg.steps, batch_size=cfg.batch_size,
-                             train_eval=train_eval, optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed,
-                             channels_last=True)[-1])
-        tests = [100 * last["val_acc"] for last in lasts]
-        rows.append({"rung": label, "params (M)": params_m(model), "MMACs": 1000 * _gmacs(model, cfg.image_size, train.in_chans),
-                     "train acc (%)": sum(100 * last["train_eval_acc"] for last in lasts) / len(lasts),
-                     "test acc (%)": sum(tests) / len(tests), "test acc by seed (%)": " / ".join(f"{t:.1f}" for t in tests)})
-    accs = [r["test acc (%)"] for r in rows]
-    what = ("real handwritten digits (10 classes)" if cfg.data == "digits" else
-            f"synthetic scenes of {'randomly rotated' if cfg.rotate else 'upright'} shapes (8 classes)")
-    steps_up = sum(b > a for a, b in zip(accs, accs[1:]))
-    held = accs[-1] > accs[0] and steps_up >= 3
-    verdict = (f"Mean test accuracy over {len(cfg.seeds)} seed(s) along the ladder: {' -> '.join(f'{a:.1f}' for a in accs)}%. ConvNeXt (rung 4) minus the "
-               f"ResNet-style start: {accs[-1] - accs[0]:+.1f} points; {steps_up} of {len(accs) - 1} steps improve.")
-    figure = bar_chart(out, "ladder.png", [r.split(" ", 1)[1] if i else "ResNet-style" for i, r in enumerate(RUNGS)], accs,
-                       "Modernising a ResNet in miniature", colors=[f"C{i}" for i in range(len(accs))])
+    train, test = cfg.data.splits()
+    train_eval = Part(train, cfg.train_eval_size)
+
+    def arm(i: int):
+        return lambda seed: fit(f"rung{i}", seeded(seed, lambda: _rung(i, cfg, train.num_classes, train.in_chans)), train,
+                                test, seed=seed, steps=cfg.steps, batch_size=cfg.batch_size, train_eval=train_eval,
+                                optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_fraction=0.1)
+
+    runs = run_arms({label: arm(i) for i, label in enumerate(RUNGS)}, cfg.seeds)
+    acc = {label: [r.acc for r in rs] for label, rs in runs.items()}
+    m = "test acc (%)"
+    steps = [beats(acc[b], acc[a], a_name=b, b_name=a, metric=m, claim=f"rung '{b}' beats rung '{a}'")
+             for a, b in zip(RUNGS, RUNGS[1:])]
+    decision = all_of([beats(acc[RUNGS[-1]], acc[RUNGS[0]], a_name="ConvNeXt (rung 4)", b_name="ResNet-style (rung 0)", metric=m),
+                       at_least(cfg.steps_needed, steps, f"at least {cfg.steps_needed} of the 4 modernisation steps help")],
+                      "modernising the ResNet step by step raises its accuracy")
+    rows = [{"rung": label, "params (M)": runs[label][0].params_m,
+             "MMACs": macs(runs[label][0].model, cfg.data.image_size, train.in_chans) / 1e6,
+             "train acc (%)": spread([100 * r.metrics["train_eval_acc"] for r in runs[label]]),
+             "test acc (%)": spread(acc[label]), "per seed": per_seed(acc[label])} for label in RUNGS]
+    labels = ["ResNet-style" if i == 0 else r.split(" ", 1)[1] for i, r in enumerate(RUNGS)]
+    figure = plots.bars(out, "ladder.png", dict(zip(labels, acc.values())), "Modernising a ResNet in miniature")
+    rotated = cfg.data.knobs.get("rotate", True)
     return Report(
         slug="convnext",
         claim=CLAIM,
-        setup=(f"Five networks on {len(train)} {what} at {cfg.image_size}x{cfg.image_size}, widths "
-               f"{cfg.dims}, ResNet-style depths {cfg.resnet_depths} then {cfg.depths} (1:1:3:1), each trained from the "
-               f"same seeds {cfg.seeds} for {cfg.steps} steps of batch {cfg.batch_size} with AdamW lr {cfg.lr}, weight decay "
-               f"{cfg.weight_decay}, cosine after a 10% warmup — the paper's point that the modern recipe is applied from "
-               f"the first rung. Test accuracy on {len(test)} held-out images, train accuracy on {len(train_eval)} training "
-               "images in eval mode. Rungs: " + "; ".join(RUNGS) + "."),
-        columns=["rung", "params (M)", "MMACs", "train acc (%)", "test acc (%)", "test acc by seed (%)"],
+        setup=(f"Five networks on {cfg.data.describe(train, test)}, widths {cfg.dims}, ResNet-style depths "
+               f"{cfg.resnet_depths} then {cfg.depths} (1:1:3:1), each trained from the seeds {list(cfg.seeds)} for "
+               f"{cfg.steps} steps of batch {cfg.batch_size} with AdamW lr {cfg.lr}, weight decay {cfg.weight_decay}, "
+               "cosine after a 10% warmup — the paper's point that the modern recipe is applied from the first rung. "
+               f"Train accuracy on {len(train_eval)} training images in eval mode. Rungs: " + "; ".join(RUNGS) + "."),
+        columns=["rung", "params (M)", "MMACs", "train acc (%)", "test acc (%)", "per seed"],
         rows=rows,
-        held=held,
-        verdict=verdict + (" The claim is counted as held when the end point beats the start and at least three of "
-                           "the four steps improve."),
+        decision=decision,
         differences=[
             "The paper walks ten single changes on ImageNet with ResNet-50 -> ConvNeXt-T at ~4.5 GFLOPs; here five "
-            f"grouped rungs of a reduced network at {cfg.image_size}x{cfg.image_size} (2x2 patchify stem instead of 4x4), "
-            "with compute not held constant across rungs (MACs listed).",
-            *(["Upright shapes: with random rotations (`rotate=true`) the ConvNeXt rungs stay near chance for the few "
-               "hundred steps a CPU allows, so the default draws every shape upright."] if cfg.data == "shapes" and
-              not cfg.rotate else []),
+            f"grouped rungs of a reduced network at {cfg.data.image_size}x{cfg.data.image_size} (2x2 patchify stem instead "
+            "of 4x4), with compute not held constant across rungs (MACs listed).",
+            *(["Upright shapes: with random rotations (`data.knobs={rotate: true}`) the ConvNeXt rungs stay near chance "
+               "for the few hundred steps a CPU allows, so the default draws every shape upright."]
+              if cfg.data.name == "shapes" and not rotated else []),
             "The last rung is this library's ConvNeXt class (the convnext_tiny builder with reduced dims/depths); "
             "rungs 0-3 are defined in this reproduction.",
             "No augmentation, stochastic depth or EMA.",
         ],
         figures=[figure],
-        results={"accuracies": accs},
+        results={"accuracy": acc},
     )

@@ -4,9 +4,9 @@ A small B0-like baseline (B0's stages at reduced width and depth, small input) i
 about the same multiply-adds: by the compound rule d = alpha^phi, w = beta^phi, r = gamma^phi with the
 paper's alpha = 1.2, beta = 1.1, gamma = 1.15, and by depth, width or resolution alone, each single factor
 chosen so that the network's *measured* MACs match the compound network's (channel rounding to multiples of
-8 and rounded-up repeats make the nominal 2^phi inexact at this size). All five are trained with one
-recipe; scenes are rendered natively at each network's resolution (the generator draws the same scenes at
-any size).
+8 and rounded-up repeats make the nominal 2^phi inexact at this size). All are trained with one recipe,
+from several seeds; scenes are rendered natively at each network's resolution (the generator draws the same
+scenes at any size).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from ..models.classification.efficientnet import EfficientNet
-from ._classify import (Recipe, fit, flip_shift, macs, match_cost, n_params, plot_accuracy_vs_macs, plot_curves,
-                        shapes, small_input_init)
+from ._kit import (Data, FlipShift, Recipe, beats, fit, macs, match_cost, mean, per_seed, plots, run_arms, seeded,
+                   small_input_init, spread)
 from .report import Report
 
 CLAIM = ("Scaling a baseline network by the compound rule (depth, width and resolution together, eq. 3) is more "
@@ -35,17 +35,16 @@ class Config:
     alpha: float = 1.2
     beta: float = 1.1
     gamma: float = 1.15
-    train_size: int = 3000
-    test_size: int = 2000
-    preset: str = "medium"
-    scale: tuple[float, float] = (0.5, 0.9)
-    noise: float = 3.0  # accuracy differences up to this many points count as ties (one seed per network)
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=24, batch_size=64, lr=0.03, weight_decay=1e-5,
+    data: Data = field(default_factory=lambda: Data(image_size=24, train_size=1500, test_size=2000))  # image_size: per net
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=24, batch_size=64, lr=0.03, nesterov=True, weight_decay=1e-5,
                                                           warmup_epochs=1.0))
+    seeds: tuple[int, ...] = (0, 1)
 
 
-SMOKE = dict(resolution=16, phi=1.0, singles=("resolution",), train_size=128, test_size=64, recipe=dict(epochs=1, batch_size=32))
-FULL = dict(width=1.0, depth=1.0, resolution=224, train_size=50000, test_size=5000, recipe=dict(epochs=90, batch_size=128))
+SMOKE = dict(resolution=16, phi=1.0, singles=("resolution",), data=dict(train_size=128, test_size=64),
+             recipe=dict(epochs=1, batch_size=32), seeds=(0,))
+FULL = dict(width=1.0, depth=1.0, resolution=224, data=dict(train_size=50000, test_size=5000),
+            recipe=dict(epochs=90, batch_size=128), seeds=(0,))
 
 
 def _cost(width: float, depth: float, resolution: int) -> float:
@@ -71,41 +70,45 @@ def scaled_networks(cfg: Config) -> dict[str, tuple[float, float, int]]:
 
 def run(cfg: Config, out: Path) -> Report:
     nets = scaled_networks(cfg)
-    rows, curves = [], {}
+    data = {r: cfg.data.splits(image_size=r) for r in sorted({r for _, _, r in nets.values()})}
+
+    def arm(label: str):
+        w, d, r = nets[label]
+        train, test = data[r]
+        return lambda seed: fit(label.replace(" ", "_"), seeded(seed, lambda: small_input_init(EfficientNet(
+            w, d, num_classes=train.num_classes))), train, test, seed=seed, recipe=cfg.recipe,
+            batch_transform=FlipShift(max(1, r // 8)))
+
+    runs = run_arms({label: arm(label) for label in nets}, cfg.seeds)
+    acc = {label: [r.acc for r in rs] for label, rs in runs.items()}
+    rows = []
     for label, (w, d, r) in nets.items():
-        train, test = shapes(r, cfg.train_size, cfg.test_size, cfg.preset, cfg.scale)
-        torch.manual_seed(cfg.recipe.seed)
-        model = small_input_init(EfficientNet(w, d, num_classes=train.num_classes))
-        res = fit(model, train, test, cfg.recipe, out, label.replace(" ", "_"), batch_transform=flip_shift(max(1, r // 8)))
-        curves[label] = res["history"]
+        model = runs[label][0].model
         with torch.no_grad():
-            final_map = model.eval().forward_features(torch.zeros(1, 3, r, r)).shape[-1]
+            probe = torch.zeros(1, 3, r, r).contiguous(memory_format=torch.channels_last)
+            final_map = model.eval().forward_features(probe).shape[-1]
         rows.append({"scaling": label, "width": w, "depth": d, "resolution": r, "blocks": sum(len(s) for s in model.blocks),
-                     "last feature map": f"{final_map}x{final_map}",
-                     "params (M)": n_params(model) / 1e6, "MMACs": macs(model, r) / 1e6,
-                     "final train loss": res["history"][-1]["train_loss"], "test accuracy (%)": 100 * res["acc"],
-                     "time (s)": res["time"]})
+                     "last feature map": f"{final_map}x{final_map}", "params (M)": runs[label][0].params_m,
+                     "MMACs": macs(model, r) / 1e6, "final train loss": mean([x.metrics["train_loss"] for x in runs[label]]),
+                     "test accuracy (%)": spread(acc[label]), "per seed": per_seed(acc[label]),
+                     "time (s)": mean([x.seconds for x in runs[label]])})
     by = {row["scaling"]: row for row in rows}
     for row in rows:
         row["MACs / compound"] = row["MMACs"] / by["compound"]["MMACs"]
-
-    singles = rows[2:]
-    best = max(singles, key=lambda row: row["test accuracy (%)"])
-    gap = by["compound"]["test accuracy (%)"] - best["test accuracy (%)"]
-    held = True if gap > cfg.noise else False if gap < -cfg.noise else None
+    singles = [label for label in nets if label not in ("baseline", "compound")]
+    best = max(singles, key=lambda label: mean(acc[label]))
+    decision = beats(acc["compound"], acc[best], a_name="compound", b_name=best, metric="test acc (%)",
+                     claim=f"compound scaling beats the best single dimension ({best}) at about the same MACs")
     growth = by["compound"]["MMACs"] / by["baseline"]["MMACs"]
-    verdict = (f"At {by['compound']['MMACs']:.2f}M MACs ({growth:.1f}x the baseline's {by['baseline']['MMACs']:.2f}M) "
-               f"compound scaling reaches {by['compound']['test accuracy (%)']:.1f}% test accuracy; "
-               + ", ".join(f"{r['scaling']} {r['test accuracy (%)']:.1f}% at {r['MACs / compound']:.2f}x its MACs" for r in singles)
-               + f"; the baseline {by['baseline']['test accuracy (%)']:.1f}%. Compound minus the best single dimension "
-               f"({best['scaling']}): {gap:+.1f} points, "
-               + ("a tie within the one-seed noise of ±%g points." % cfg.noise if held is None else
-                  f"{'above' if gap > 0 else 'below'} the ±{cfg.noise:g}-point noise band."))
-    series = {"baseline": [(by["baseline"]["MMACs"], by["baseline"]["test accuracy (%)"], "baseline")],
-              "compound": [(by["compound"]["MMACs"], by["compound"]["test accuracy (%)"], "compound")],
-              "single dimension": [(r["MMACs"], r["test accuracy (%)"], r["scaling"].split()[0]) for r in singles]}
-    figures = [plot_accuracy_vs_macs(series, out, "scaling_accuracy_vs_macs.png", "Scaling a B0-like baseline"),
-               plot_curves(curves, out, "scaling_curves.png", "Scaled networks, test accuracy")]
+    discussion = (f"At {by['compound']['MMACs']:.2f}M MACs ({growth:.1f}x the baseline's {by['baseline']['MMACs']:.2f}M); the "
+                  "single dimensions at " + ", ".join(f"{s} {by[s]['MACs / compound']:.2f}x" for s in singles)
+                  + " the compound network's MACs; the best single dimension is chosen by mean accuracy, which favours it.")
+    series = {"baseline": [(by["baseline"]["MMACs"], acc["baseline"], "baseline")],
+              "compound": [(by["compound"]["MMACs"], acc["compound"], "compound")],
+              "single dimension": [(by[s]["MMACs"], acc[s], s.split()[0]) for s in singles]}
+    figures = [plots.accuracy_vs_cost(out, "scaling_accuracy_vs_macs.png", series, "Scaling a B0-like baseline"),
+               plots.curves(out, "scaling_curves.png", {n: [r.history for r in rs] for n, rs in runs.items()},
+                            "Scaled networks, test accuracy")]
     r = cfg.recipe
     w0, d0, r0 = nets["baseline"]
     return Report(
@@ -113,16 +116,15 @@ def run(cfg: Config, out: Path) -> Report:
         claim=CLAIM,
         setup=(f"Baseline: EfficientNet-B0's stages (Table 1) at width x{w0:g} and depth x{d0:g} on {r0}x{r0} inputs. "
                f"Compound scaling with phi={cfg.phi:g} (alpha={cfg.alpha}, beta={cfg.beta}, gamma={cfg.gamma}); "
-               f"{', '.join(cfg.singles)} alone scaled to the compound network's measured MACs. Each network is trained "
-               f"from the same seed on {cfg.train_size} synthetic scenes rendered at its resolution (8 classes) for "
-               f"{r.epochs} epochs: SGD with Nesterov momentum 0.9, lr {r.lr} (cosine, {r.warmup_epochs:g}-epoch "
-               f"warmup), weight decay {r.weight_decay}, batch {r.batch_size}, flips and shifts of 1/8 of the side. "
-               f"Test accuracy on {cfg.test_size} held-out scenes; MACs of conv and linear layers per image."),
+               f"{', '.join(cfg.singles)} alone scaled to the compound network's measured MACs. Each network is trained on "
+               f"{cfg.data.describe()} rendered at its resolution: {r.describe()}, flips and shifts of 1/8 of the side, "
+               f"seeds {list(cfg.seeds)} (a seed fixes initialisation and data order). MACs of conv and linear layers per "
+               "image."),
         columns=["scaling", "width", "depth", "resolution", "blocks", "last feature map", "params (M)", "MMACs",
-                 "MACs / compound", "final train loss", "test accuracy (%)", "time (s)"],
+                 "MACs / compound", "final train loss", "test accuracy (%)", "per seed", "time (s)"],
         rows=rows,
-        held=held,
-        verdict=verdict,
+        decision=decision,
+        discussion=discussion,
         differences=[
             f"A B0-like baseline at width x{w0:g}, depth x{d0:g} and {r0}x{r0} pixels, scaled by phi={cfg.phi:g} "
             f"({growth:.1f}x measured MACs against the nominal {2 ** cfg.phi:g}x, because of channel rounding and the "
@@ -134,9 +136,9 @@ def run(cfg: Config, out: Path) -> Report:
             "Synthetic scenes (8 classes) whose detail does not grow with resolution the way photographs do; the "
             "paper's argument for resolution (finer patterns need more pixels and a larger receptive field) is "
             "weaker here.",
-            f"{r.epochs} epochs of SGD, one seed per network, so differences of a few points are noise; all "
-            "networks start with zeroed last BN in residual blocks and a N(0, 0.01) classifier (``small_input_init``).",
+            f"{r.epochs} epochs of SGD on {cfg.data.train_size} scenes; all networks start with zeroed last BN in residual "
+            "blocks and a N(0, 0.01) classifier (``small_input_init``).",
         ],
         figures=figures,
-        results={"compound_minus_best_single": gap, "networks": {k: list(v) for k, v in nets.items()}},
+        results={"accuracy": acc, "networks": {k: list(v) for k, v in nets.items()}},
     )

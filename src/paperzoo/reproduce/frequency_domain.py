@@ -5,10 +5,11 @@ all 192 channels, the paper's static selections of 64 and 24 low-frequency chann
 paper's argument predicts to fail — the 24 highest frequencies. A last run learns a dynamic selection from
 all 192 channels with the gate and its channel-count penalty (Sec. 3.2); the share of images for which each
 channel is kept gives the paper's heat map (Fig. 4), where low frequencies and the luma (Y) component win.
+The static inputs are trained from several seeds; the gated run (for the heat map) from the first.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from ..data.dct import STATIC_SELECTIONS, channel_stats, images_to_dct, selectio
 from ..models.classification.resnet import Bottleneck, ResNet
 from ..models.classification.resnet_dct import ResNetDCT
 from ..tasks import ClassificationTask
-from ._cnn import bar_chart, shapes, train
+from ._kit import Data, Recipe, about_equal, all_of, beats, fit, per_seed, plots, run_arms, seeded, spread
 from .report import Report
 
 CLAIM = ("A CNN fed with block-DCT coefficients instead of pixels keeps (or improves) its accuracy when only a few "
@@ -27,24 +28,19 @@ CLAIM = ("A CNN fed with block-DCT coefficients instead of pixels keeps (or impr
 
 @dataclass
 class Config:
-    image_size: int = 32
-    scale: tuple[float, float] = (0.5, 0.9)
-    preset: str = "medium"
-    train_size: int = 8000
-    test_size: int = 1000
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 0.05
-    weight_decay: float = 5e-5
+    data: Data = field(default_factory=lambda: Data(image_size=32, train_size=4000, test_size=1000))
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=15, batch_size=64, lr=0.05, weight_decay=5e-5,
+                                                          warmup_epochs=1.0))
     widths: tuple[int, ...] = (16, 32, 64, 128)
     layers: tuple[int, ...] = (1, 1, 1, 1)
     gate_lambda: float = 0.5  # weight of the mean gate (fraction of channels kept) in the loss
-    seed: int = 0
+    tolerance: float = 2.0  # "keeps accuracy": DCT-24 at most this many points below RGB and below all 192 channels
+    seeds: tuple[int, ...] = (0, 1)
 
 
-SMOKE = dict(train_size=64, test_size=32, epochs=1, image_size=16, widths=(8, 8, 8, 8))
-FULL = dict(image_size=224, scale=(0.25, 0.6), train_size=50000, test_size=10000, epochs=90, batch_size=256,
-            widths=(64, 128, 256, 512), layers=(3, 4, 6, 3))
+SMOKE = dict(data=dict(image_size=16, train_size=64, test_size=32), recipe=dict(epochs=1), widths=(8, 8, 8, 8), seeds=(0,))
+FULL = dict(data=dict(image_size=224, scale=(0.25, 0.6), train_size=50000, test_size=10000),
+            recipe=dict(epochs=90, batch_size=256), widths=(64, 128, 256, 512), layers=(3, 4, 6, 3), seeds=(0,))
 
 
 class GatedTask(ClassificationTask):
@@ -71,14 +67,14 @@ def _tensors(rgb: torch.Tensor, labels: torch.Tensor) -> TensorDataset:
 
 
 def run(cfg: Config, out: Path) -> Report:
-    train_data, test_data = shapes(cfg.image_size, cfg.train_size, cfg.test_size, cfg.preset, seed=cfg.seed, scale=cfg.scale)
+    train_data, test_data = cfg.data.splits()
     (x_tr, y_tr), (x_te, y_te) = train_data.materialize(), test_data.materialize()
     rgb_tr, rgb_te = (x.permute(0, 3, 1, 2).float() / 255 for x in (x_tr, x_te))
     dct_tr, dct_te = images_to_dct(rgb_tr), images_to_dct(rgb_te)  # (N, 192, S/4, S/4): upsampled x2, 8x8 blocks
     mean, std = channel_stats(dct_tr)
     dct_tr, dct_te = ((d - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1) for d in (dct_tr, dct_te))
     num_classes = train_data.num_classes
-    common = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed)
+    size = cfg.data.image_size
 
     inputs = {
         "RGB pixels": None,
@@ -87,60 +83,65 @@ def run(cfg: Config, out: Path) -> Report:
         "DCT-24 (low)": selection_index(24),
         "DCT-24 (high)": _high_frequency_index(24),
     }
-    rows, accs = [], {}
-    for label, index in inputs.items():
-        torch.manual_seed(cfg.seed)
+
+    def arm(label: str):
+        index = inputs[label]
         if index is None:
-            model = ResNet(Bottleneck, cfg.layers, num_classes=num_classes, channels=cfg.widths, stem_width=cfg.widths[0])
             data = (_tensors((rgb_tr - 0.5) / 0.25, y_tr), _tensors((rgb_te - 0.5) / 0.25, y_te))
         else:
-            model = ResNetDCT(Bottleneck, cfg.layers, in_chans=len(index), num_classes=num_classes, channels=cfg.widths)
             data = (_tensors(dct_tr[:, index], y_tr), _tensors(dct_te[:, index], y_te))
-        result = train(label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", ""), model, *data, out, **common)
-        accs[label] = result.acc
-        rows.append({"input": label, "channels": 3 if index is None else len(index),
-                     "input values / image": (3 * cfg.image_size ** 2 if index is None else len(index) * dct_tr.shape[-1] ** 2),
-                     "params (M)": result.params_m, "test acc (%)": result.acc})
 
-    torch.manual_seed(cfg.seed)
-    gated = ResNetDCT(Bottleneck, cfg.layers, in_chans=192, gate=True, num_classes=num_classes, channels=cfg.widths)
-    result = train("dynamic_gate", gated, _tensors(dct_tr, y_tr), _tensors(dct_te, y_te), out,
-                   task=GatedTask(cfg.gate_lambda), **common)
+        def build() -> torch.nn.Module:
+            if index is None:  # pixels: the ResNet with its stem
+                return ResNet(Bottleneck, cfg.layers, num_classes=num_classes, channels=cfg.widths, stem_width=cfg.widths[0])
+            return ResNetDCT(Bottleneck, cfg.layers, in_chans=len(index), num_classes=num_classes, channels=cfg.widths)
+
+        name = label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        return lambda seed: fit(name, seeded(seed, build), *data, seed=seed, recipe=cfg.recipe)
+
+    runs = run_arms({label: arm(label) for label in inputs}, cfg.seeds)
+    acc = {label: [r.acc for r in rs] for label, rs in runs.items()}
+    seed = cfg.seeds[0]
+    gated = seeded(seed, lambda: ResNetDCT(Bottleneck, cfg.layers, in_chans=192, gate=True, num_classes=num_classes,
+                                           channels=cfg.widths))
+    gate_run = fit("dynamic_gate", gated, _tensors(dct_tr, y_tr), _tensors(dct_te, y_te), seed=seed, recipe=cfg.recipe,
+                   task=GatedTask(cfg.gate_lambda))
     with torch.no_grad():
         gated.eval()(dct_te.contiguous(memory_format=torch.channels_last))
         kept = gated.gate.last_gate.mean(0)  # share of test images keeping each channel
-    accs["DCT, dynamic gate"] = result.acc
-    rows.append({"input": "DCT, dynamic gate", "channels": f"{kept.sum():.1f} (mean)", "params (M)": result.params_m,
-                 "test acc (%)": result.acc})
-
-    rgb, all192, low24, high24 = accs["RGB pixels"], accs["DCT, all 192"], accs["DCT-24 (low)"], accs["DCT-24 (high)"]
+    rows = [{"input": label, "channels": 3 if index is None else len(index),
+             "input values / image": 3 * size ** 2 if index is None else len(index) * dct_tr.shape[-1] ** 2,
+             "params (M)": runs[label][0].params_m, "test acc (%)": spread(acc[label]), "per seed": per_seed(acc[label])}
+            for label, index in inputs.items()]
+    rows.append({"input": f"DCT, dynamic gate (seed {seed})", "channels": f"{kept.sum():.1f} (mean)",
+                 "params (M)": gate_run.params_m, "test acc (%)": f"{gate_run.acc:.1f}"})
+    rgb, all192, low24, high24 = "RGB pixels", "DCT, all 192", "DCT-24 (low)", "DCT-24 (high)"
+    m = "test acc (%)"
+    decision = all_of([
+        about_equal(acc[low24], acc[rgb], tolerance=cfg.tolerance, one_sided=True, a_name="DCT-24 (low)", b_name="RGB", metric=m),
+        about_equal(acc[low24], acc[all192], tolerance=cfg.tolerance, one_sided=True, a_name="DCT-24 (low)",
+                    b_name="DCT, all 192", metric=m),
+        beats(acc[low24], acc[high24], a_name="DCT-24 (low)", b_name="DCT-24 (high)", metric=m),
+    ], "24 low-frequency DCT channels keep the accuracy of RGB and of all 192 channels, and beat the 24 highest")
     y_low = kept[:64].view(8, 8)
-    low_share = float(y_low[:4, :4].mean())
-    high_share = float(y_low[4:, 4:].mean())
-    held = low24 >= all192 - 2.0 and low24 >= rgb - 2.0 and low24 > high24
-    verdict = (f"24 low-frequency channels: {low24:.1f}% vs all 192: {all192:.1f}% and RGB: {rgb:.1f}%; the 24 highest "
-               f"frequencies: {high24:.1f}%. The dynamic gate keeps {kept.sum():.1f} of 192 channels on average "
-               f"({accs['DCT, dynamic gate']:.1f}%); Y's 4x4 lowest frequencies are kept for {100 * low_share:.0f}% of "
-               f"images, its 4x4 highest for {100 * high_share:.0f}%. Held when DCT-24 is within 2 points of both DCT-192 "
-               "and RGB (or better) and beats the high-frequency 24.")
-    figures = [
-        bar_chart(list(accs), list(accs.values()), out, "accuracy.png", "Input representation", "test accuracy (%)"),
-        _heatmap(kept, out),
-    ]
+    discussion = (f"The dynamic gate keeps {kept.sum():.1f} of 192 channels on average ({gate_run.acc:.1f}%); Y's 4x4 lowest "
+                  f"frequencies are kept for {100 * float(y_low[:4, :4].mean()):.0f}% of images, its 4x4 highest for "
+                  f"{100 * float(y_low[4:, 4:].mean()):.0f}%.")
+    figures = [plots.bars(out, "accuracy.png", {**acc, "DCT, dynamic gate": [gate_run.acc]}, "Input representation"),
+               _heatmap(kept, out)]
     return Report(
         slug="frequency-domain",
         claim=CLAIM,
-        setup=(f"A narrow ResNet-50 (bottleneck blocks {cfg.layers}, widths {cfg.widths}) on {cfg.train_size} synthetic "
-               f"scenes ({cfg.image_size}x{cfg.image_size}, preset '{cfg.preset}', 8 classes): on RGB pixels with its "
-               f"stem, or with the stem removed on 8x8 block-DCT channels of the YCbCr image upsampled x2 "
-               f"({dct_tr.shape[-1]}x{dct_tr.shape[-1]} maps, normalised per channel with training statistics). "
-               f"{cfg.epochs} epochs, SGD momentum 0.9, lr {cfg.lr}, 1-epoch warmup, cosine, weight decay "
-               f"{cfg.weight_decay}, batch {cfg.batch_size}; the gated run adds {cfg.gate_lambda} x (fraction of channels "
-               f"kept) to the loss. Accuracy on {cfg.test_size} held-out scenes."),
-        columns=["input", "channels", "input values / image", "params (M)", "test acc (%)"],
+        setup=(f"A narrow ResNet-50 (bottleneck blocks {cfg.layers}, widths {cfg.widths}) on "
+               f"{cfg.data.describe(train_data, test_data)}: on RGB pixels with its stem, or with the stem removed on 8x8 "
+               f"block-DCT channels of the YCbCr image upsampled x2 ({dct_tr.shape[-1]}x{dct_tr.shape[-1]} maps, normalised "
+               f"per channel with training statistics). {cfg.recipe.describe()}, seeds {list(cfg.seeds)} (a seed fixes "
+               f"initialisation and data order); the gated run adds {cfg.gate_lambda} x (fraction of channels kept) to the "
+               "loss."),
+        columns=["input", "channels", "input values / image", "params (M)", "test acc (%)", "per seed"],
         rows=rows,
-        held=held,
-        verdict=verdict,
+        decision=decision,
+        discussion=discussion,
         differences=[
             "A narrow one-block-per-stage ResNet-50 on 32x32 synthetic scenes (DCT maps 8x8) instead of ResNet-50 on "
             "448x448 ImageNet images (56x56 maps).",
@@ -148,19 +149,14 @@ def run(cfg: Config, out: Path) -> Report:
             "chroma and upsamples it back.",
             "The gate is deterministic (arg max) at test time; the authors also sample at test time. Its penalty is "
             "the mean fraction of kept channels, the paper's count divided by 192.",
-            "One seed per input.",
         ],
         figures=figures,
-        results={"accuracy": accs, "kept_per_channel": kept.tolist()},
+        results={"accuracy": acc, "gate_acc": gate_run.acc, "kept_per_channel": kept.tolist()},
     )
 
 
 def _heatmap(kept: torch.Tensor, out: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.2))
     for ax, c, name in zip(axes, range(3), ("Y", "Cb", "Cr")):
         im = ax.imshow(kept[64 * c:64 * c + 64].view(8, 8).numpy(), vmin=0, vmax=1, cmap="viridis")

@@ -4,14 +4,16 @@ Zhang et al. (2019) let an inner optimizer take k fast steps, then pull the slow
 towards the result (Algorithm 1). Averaging out the fast weights' oscillations lowers the variance of
 the trajectory, and the paper shows (Fig. 7, CIFAR) that accuracy then varies much less with the inner
 optimizer's learning rate and momentum. We train the same small ResNet with SGD and with Lookahead(SGD)
-(``lookahead=true``, k = 5, alpha = 0.5) over a range of learning rates and compare the spread.
+(``lookahead=true``, k = 5, alpha = 0.5) over a range of learning rates, from several seeds, and compare
+the worst case and the spread over the range.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._training import cifar_resnet, digits, fit, plt
+from ..models.classification.resnet import CifarResNet
+from ._kit import Data, all_of, beats, fit, mean, per_seed, plots, run_arms, seeded, spread
 from .report import Report
 
 CLAIM = ("Wrapping SGD in Lookahead (k = 5, alpha = 0.5) makes the final accuracy less sensitive to the learning rate: "
@@ -21,67 +23,62 @@ CLAIM = ("Wrapping SGD in Lookahead (k = 5, alpha = 0.5) makes the final accurac
 @dataclass
 class Config:
     depth: int = 8
-    train_size: int = 400  # digits
-    epochs: int = 20
+    data: Data = field(default_factory=lambda: Data("digits", image_size=16, train_size=150, test_size=None))
+    steps: int = 250
     batch_size: int = 32
     lrs: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     k: int = 5
     alpha: float = 0.5
     weight_decay: float = 5e-4
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
-SMOKE = dict(train_size=64, epochs=1, lrs=(0.1,))
-FULL = dict(depth=20, train_size=1257, epochs=100)
+SMOKE = dict(data=dict(train_size=64, test_size=64), steps=2, lrs=(0.1, 0.3), seeds=(0, 1))
+FULL = dict(depth=20, data=dict(train_size=None), steps=4000)
 
 
 def run(cfg: Config, out: Path) -> Report:
-    train, test = digits(cfg.train_size)
-    acc: dict[str, dict[float, float]] = {"SGD": {}, "Lookahead(SGD)": {}}
-    rows = []
-    for lr in cfg.lrs:
-        for name, overrides in (("SGD", []), ("Lookahead(SGD)", ["lookahead=true", f"lookahead.k={cfg.k}", f"lookahead.alpha={cfg.alpha}"])):
-            model = cifar_resnet(cfg.depth, train.num_classes, cfg.seed, in_chans=1)
-            history, _ = fit(model, train, test, None, overrides, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr,
-                             weight_decay=cfg.weight_decay, seed=cfg.seed)
-            acc[name][lr] = 100 * history[-1]["val_acc"]
-            rows.append({"optimizer": name, "lr": lr, "test acc (%)": acc[name][lr], "final train loss": history[-1]["train_loss"]})
-    worst = {n: min(a.values()) for n, a in acc.items()}
-    spread = {n: max(a.values()) - min(a.values()) for n, a in acc.items()}
-    mean = {n: sum(a.values()) / len(a) for n, a in acc.items()}
-    held = worst["Lookahead(SGD)"] > worst["SGD"] and spread["Lookahead(SGD)"] < spread["SGD"]
-    verdict = (f"Over learning rates {list(cfg.lrs)}: worst test accuracy SGD {worst['SGD']:.1f}% vs Lookahead "
-               f"{worst['Lookahead(SGD)']:.1f}%; spread (best - worst) {spread['SGD']:.1f} vs {spread['Lookahead(SGD)']:.1f} "
-               f"points; mean {mean['SGD']:.1f}% vs {mean['Lookahead(SGD)']:.1f}%.")
-    figure = _plot(acc, out)
+    train, test = cfg.data.splits()
+    variants = {"SGD": [], "Lookahead(SGD)": ["lookahead=true", f"lookahead.k={cfg.k}", f"lookahead.alpha={cfg.alpha}"]}
+
+    def arm(name: str, lr: float):
+        return lambda seed: fit(f"{name}_lr{lr:g}", seeded(seed, lambda: CifarResNet(cfg.depth, num_classes=train.num_classes,
+                                                                                    in_chans=train.in_chans)),
+                                train, test, seed=seed, steps=cfg.steps, batch_size=cfg.batch_size, lr=lr,
+                                weight_decay=cfg.weight_decay, overrides=variants[name])
+
+    cells = [(name, lr) for lr in cfg.lrs for name in variants]
+    runs = run_arms({c: arm(*c) for c in cells}, cfg.seeds)
+    acc = {c: [r.acc for r in rs] for c, rs in runs.items()}
+    seeds = range(len(cfg.seeds))
+    worst = {n: [min(acc[(n, lr)][s] for lr in cfg.lrs) for s in seeds] for n in variants}
+    span = {n: [max(acc[(n, lr)][s] for lr in cfg.lrs) - min(acc[(n, lr)][s] for lr in cfg.lrs) for s in seeds]
+            for n in variants}
+    decision = all_of([
+        beats(worst["Lookahead(SGD)"], worst["SGD"], a_name="Lookahead(SGD)", b_name="SGD",
+              metric="worst test acc over the learning rates (%)"),
+        beats(span["Lookahead(SGD)"], span["SGD"], a_name="Lookahead(SGD)", b_name="SGD", lower_is_better=True,
+              metric="spread of test acc over the learning rates (points)"),
+    ], "Lookahead is less sensitive to the learning rate than SGD")
+    rows = [{"optimizer": n, "lr": lr, "test acc (%)": spread(acc[(n, lr)]), "test acc per seed": per_seed(acc[(n, lr)]),
+             "final train loss": mean([r.metrics["train_loss"] for r in runs[(n, lr)]])} for n, lr in cells]
+    rows += [{"optimizer": n, "lr": "worst over lrs", "test acc (%)": spread(worst[n]), "test acc per seed": per_seed(worst[n])}
+             for n in variants]
+    figure = plots.lines(out, "lr_sensitivity.png", {n: {lr: acc[(n, lr)] for lr in cfg.lrs} for n in variants},
+                         f"sensitivity to the learning rate ({len(cfg.seeds)} seeds)", xlabel="learning rate", xscale="log")
     return Report(
         slug="lookahead", claim=CLAIM,
-        setup=(f"ResNet-{cfg.depth} (CIFAR design), same initialisation, on the first {cfg.train_size} of the 1,257 training "
-               f"digits (real handwritten 8x8 digits upsampled to 16x16) for {cfg.epochs} epochs (momentum 0.9, cosine decay, "
-               f"weight decay {cfg.weight_decay}, "
-               f"batch {cfg.batch_size}, no warmup) at each learning rate, with SGD alone or wrapped in Lookahead "
-               f"(k = {cfg.k}, alpha = {cfg.alpha}). Test accuracy on the 361 test digits."),
-        columns=["optimizer", "lr", "test acc (%)", "final train loss"], rows=rows, held=held, verdict=verdict,
+        setup=(f"ResNet-{cfg.depth} (CIFAR design) on {cfg.data.describe(train, test)}; {cfg.steps} steps of batch "
+               f"{cfg.batch_size} (momentum 0.9, cosine decay, weight decay {cfg.weight_decay}, no warmup) at each learning "
+               f"rate in {list(cfg.lrs)}, with SGD alone or wrapped in Lookahead (k = {cfg.k}, alpha = {cfg.alpha}), seeds "
+               f"{list(cfg.seeds)} (a seed fixes initialisation and data order, the same for every cell). Per seed, the "
+               "worst test accuracy over the learning rates and the spread (best - worst) are compared."),
+        columns=["optimizer", "lr", "test acc (%)", "test acc per seed", "final train loss"], rows=rows, decision=decision,
         differences=[
-            "A small ResNet on 400 real digits for 20 epochs instead of ResNet-18 on CIFAR for 200 epochs. A first run on "
-            "synthetic scenes (8 epochs) left every model at 16-40% accuracy, too far from convergence to compare; the "
-            "digits train to convergence in seconds.",
-            "Only the learning rate is varied (the paper also varies momentum); one seed per point.",
+            f"A small ResNet on {len(train)} real digits for {cfg.steps} steps instead of ResNet-18 on CIFAR for 200 "
+            "epochs. With 400 digits most settings reached 97-99%, too close to tell the optimizers apart, so the "
+            "default trains on fewer.",
+            "Only the learning rate is varied (the paper also varies momentum).",
         ],
-        figures=[figure], results={"accuracy": {n: {str(k): v for k, v in a.items()} for n, a in acc.items()}},
+        figures=[figure], results={"accuracy": {f"{n},{lr:g}": v for (n, lr), v in acc.items()}, "worst": worst, "spread": span},
     )
-
-
-def _plot(acc: dict[str, dict[float, float]], out: Path) -> str:
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(5, 3.6))
-    for name, a in acc.items():
-        lrs = sorted(a)
-        ax.plot(lrs, [a[lr] for lr in lrs], marker="o", label=name)
-    ax.set(xscale="log", xlabel="learning rate", ylabel="test accuracy (%)", title="sensitivity to the learning rate")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "lr_sensitivity.png", dpi=110)
-    pyplot.close(fig)
-    return "lr_sensitivity.png"

@@ -10,24 +10,23 @@ windows (the token map doubles, the windows double with it), and with the traini
 reference. As ImageNet training does with random-resized crops, the training digits are drawn at
 random sizes on their canvas, so that the test digits, twice as large in tokens at the
 higher resolution, stay within the sizes seen in training; without this both variants collapse at the
-higher resolution alike. On the synthetic scenes Swins this small stay near chance within a CPU budget
-(see ``_backbones``).
+higher resolution alike. Both models are trained from several seeds. On the synthetic scenes Swins this
+small stay near chance within a CPU budget (see ``vit``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..models.classification.swin import adapt_bias_tables
 from ..data import DigitsDataset
+from ..models.classification.swin import adapt_bias_tables
 from ..registry import create_model
-from ..train import evaluate
 from ..weights import load_weights
-from ._backbones import bar_chart, dataset, fit, params_m
+from ._kit import Data, Part, accuracy, beats, fit, per_seed, plots, run_arms, seeded, spread
 from .report import Report
 
 CLAIM = ("With the log-spaced continuous position bias, a Swin model transfers to a larger window size and "
@@ -38,29 +37,26 @@ MODELS = {"V1 (bias table)": "swin_tiny_patch4_window7_224", "V2 (log-spaced CPB
 
 @dataclass
 class Config:
-    data: str = "digits"  # digits (1257 training images) | shapes (synthetic scenes, for FULL)
-    train_image_size: int = 16
+    # image_size is the training resolution
+    data: Data = field(default_factory=lambda: Data("digits", image_size=16, train_size=None, test_size=None))
     test_image_size: int = 32
     digit_sizes: tuple[int, int] = (8, 16)  # digits only: side of a training digit on its canvas, drawn uniformly
     test_digit_size: int = 8  # digits only: side of a test digit on the training-size canvas (then enlarged with it)
-    scale: tuple[float, float] = (0.5, 0.9)  # shapes only: object size
-    train_size: int | None = None  # None: the whole training split
-    test_size: int | None = None  # None: the whole test split (360 digits)
     steps: int = 600
     batch_size: int = 64
     patch: int = 2
-    window: int = 4  # training window; evaluated with window * test_image_size / train_image_size
+    window: int = 4  # training window; evaluated with window * test_image_size / training image size
     embed_dim: int = 32
     depths: tuple[int, ...] = (2, 2)
     heads: tuple[int, ...] = (2, 4)
     lr: float = 2e-3
     weight_decay: float = 0.05
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
-SMOKE = dict(train_size=128, test_size=64, steps=4, batch_size=32)
-FULL = dict(data="shapes", train_image_size=256, test_image_size=512, patch=4, window=8, embed_dim=96, depths=(2, 2, 6, 2),
-            heads=(3, 6, 12, 24), train_size=50000, test_size=10000, steps=40000, batch_size=128, lr=1e-3)
+SMOKE = dict(data=dict(train_size=128, test_size=64), steps=4, batch_size=32, seeds=(0,))
+FULL = dict(data=dict(name="shapes", image_size=256, train_size=50000, test_size=10000), test_image_size=512, patch=4, window=8,
+            embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), steps=40000, batch_size=128, lr=1e-3, seeds=(0,))
 
 
 class Place:
@@ -84,17 +80,19 @@ class Place:
 
 def _datasets(cfg: Config) -> tuple[Dataset, Dataset, Dataset]:
     """Training set, test set at the training resolution, the same test images at ``test_image_size``."""
-    if cfg.data != "digits":
-        data = dict(scale=cfg.scale, seed=cfg.seed)
-        return (dataset(cfg.data, "train", cfg.train_size, cfg.train_image_size, **data),
-                dataset(cfg.data, "test", cfg.test_size, cfg.train_image_size, **data),
-                dataset(cfg.data, "test", cfg.test_size, cfg.test_image_size, **data))
-    stats = DigitsDataset("train", image_size=8, seed=cfg.seed)
-    place = dict(canvas=cfg.train_image_size, mean=stats.mean, std=stats.std)
+    if cfg.data.name != "digits":
+        train, test = cfg.data.splits()
+        return train, test, cfg.data.splits(image_size=cfg.test_image_size)[1]
+    stats = DigitsDataset("train", image_size=8, seed=cfg.data.seed)
+    place = dict(canvas=cfg.data.image_size, mean=stats.mean, std=stats.std)
     test = dict(place, sizes=(cfg.test_digit_size,) * 2)
-    return (dataset("digits", "train", cfg.train_size, 8, cfg.seed, Place(sizes=cfg.digit_sizes, **place)),
-            dataset("digits", "test", cfg.test_size, 8, cfg.seed, Place(**test)),
-            dataset("digits", "test", cfg.test_size, 8, cfg.seed, Place(**test, out=cfg.test_image_size)))
+
+    def digits(split: str, n: int | None, transform: Place) -> Part:
+        return Part(DigitsDataset(split, image_size=8, seed=cfg.data.seed, transform=transform), n)
+
+    return (digits("train", cfg.data.train_size, Place(sizes=cfg.digit_sizes, **place)),
+            digits("test", cfg.data.test_size, Place(**test)),
+            digits("test", cfg.data.test_size, Place(**test, out=cfg.test_image_size)))
 
 
 def _build(name: str, cfg: Config, image_size: int, window: int, num_classes: int, in_chans: int) -> torch.nn.Module:
@@ -109,74 +107,73 @@ def _transfer(trained: torch.nn.Module, name: str, cfg: Config, image_size: int,
               in_chans: int) -> torch.nn.Module:
     """The trained weights in a model built for another resolution and window (V1 tables are resized)."""
     model = _build(name, cfg, image_size, window, num_classes, in_chans)
-    return load_weights(model, adapt_bias_tables(trained.state_dict(), model)).eval()
+    return load_weights(model, adapt_bias_tables(trained.state_dict(), model)).eval().to(memory_format=torch.channels_last)
 
 
 def run(cfg: Config, out: Path) -> Report:
     train, test_small, test_large = _datasets(cfg)
     classes = dict(num_classes=train.num_classes, in_chans=train.in_chans)
-    big_window = cfg.window * cfg.test_image_size // cfg.train_image_size
-    rows = []
-    for label, name in MODELS.items():
-        torch.manual_seed(cfg.seed)
-        model = _build(name, cfg, cfg.train_image_size, cfg.window, **classes)
-        fit(model, train, test_small, out, name.split("_")[0], steps=cfg.steps, batch_size=cfg.batch_size,
-            optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, clip_grad=1.0, seed=cfg.seed, channels_last=True)
-        acc = {"trained": evaluate(model, test_small)["acc"]}
-        for window in (cfg.window, big_window):
-            moved = _transfer(model, name, cfg, cfg.test_image_size, window, **classes)
-            acc[window] = evaluate(moved, test_large)["acc"]
-        rows.append({"model": label, "params (M)": params_m(model),
-                     f"{cfg.train_image_size}px, window {cfg.window} (trained) (%)": 100 * acc["trained"],
-                     f"{cfg.test_image_size}px, window {cfg.window} (%)": 100 * acc[cfg.window],
-                     f"{cfg.test_image_size}px, window {big_window} (%)": 100 * acc[big_window],
-                     "drop to larger window (points)": 100 * (acc["trained"] - acc[big_window])})
-    drop_v1, drop_v2 = (r["drop to larger window (points)"] for r in rows)
-    what = "real handwritten digits (10 classes)" if cfg.data == "digits" else "synthetic scenes (8 shape classes)"
-    held = drop_v2 < drop_v1
-    verdict = (f"Evaluated at {cfg.test_image_size}x{cfg.test_image_size} with {big_window}x{big_window} windows, V1 loses "
-               f"{drop_v1:.1f} points of test accuracy and V2 {drop_v2:.1f} "
-               f"({'log-CPB transfers better' if held else 'log-CPB does not transfer better here'}).")
-    columns = ["model", "params (M)", *[k for k in rows[0] if k.endswith("(%)")], "drop to larger window (points)"]
-    labels, values = [], []
-    for r in rows:
-        for k in columns[2:-1]:
-            labels.append(f"{r['model'].split(' ')[0]}\n{k.replace(' (%)', '').replace(' (trained)', '*')}")
-            values.append(r[k])
-    figure = bar_chart(out, "transfer.png", labels, values,
-                       f"Train {cfg.train_image_size}px/window {cfg.window}, test larger (* = training setting)",
-                       colors=["C0"] * 3 + ["C1"] * 3)
+    size = cfg.data.image_size
+    big_window = cfg.window * cfg.test_image_size // size
+    accs: dict[str, dict[str, list[float]]] = {label: {"trained": [], "same window": [], "larger window": []} for label in MODELS}
+
+    def arm(label: str):
+        name = MODELS[label]
+
+        def one(seed: int):
+            r = fit(name.split("_")[0], seeded(seed, lambda: _build(name, cfg, size, cfg.window, **classes)), train,
+                    test_small, seed=seed, steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adamw", lr=cfg.lr,
+                    weight_decay=cfg.weight_decay, clip_grad=1.0, warmup_fraction=0.1)
+            accs[label]["trained"].append(r.acc)
+            for key, window in (("same window", cfg.window), ("larger window", big_window)):
+                accs[label][key].append(accuracy(_transfer(r.model, name, cfg, cfg.test_image_size, window, **classes),
+                                                 test_large))
+            return r
+        return one
+
+    runs = run_arms({label: arm(label) for label in MODELS}, cfg.seeds)
+    drop = {label: [t - b for t, b in zip(a["trained"], a["larger window"])] for label, a in accs.items()}
+    v1, v2 = MODELS
+    decision = beats(drop[v2], drop[v1], a_name="V2 (log-CPB)", b_name="V1 (bias table)", lower_is_better=True,
+                     metric=f"accuracy lost at {cfg.test_image_size}px with {big_window}x{big_window} windows (points)",
+                     claim="log-spaced CPB loses less accuracy than V1's bias table when window and resolution grow")
+    cols = {"trained": f"{size}px, window {cfg.window} (trained) (%)",
+            "same window": f"{cfg.test_image_size}px, window {cfg.window} (%)",
+            "larger window": f"{cfg.test_image_size}px, window {big_window} (%)"}
+    rows = [{"model": label, "params (M)": runs[label][0].params_m, **{cols[k]: spread(v) for k, v in accs[label].items()},
+             "drop to larger window (points)": spread(drop[label]), "drop per seed": per_seed(drop[label])} for label in MODELS]
+    bars = {f"{label.split(' ')[0]}\n{k}": v for label in MODELS for k, v in accs[label].items()}
+    figure = plots.bars(out, "transfer.png", bars,
+                        f"Train {size}px/window {cfg.window}, test larger", colors=["C0"] * 3 + ["C1"] * 3)
+    digits = cfg.data.name == "digits"
     return Report(
         slug="swinv2",
         claim=CLAIM,
         setup=(f"Reduced Swin V1 and V2 (C={cfg.embed_dim}, depths {cfg.depths}, heads {cfg.heads}, {cfg.patch}x{cfg.patch} "
-               f"patches) trained identically on {len(train)} {what} at {cfg.train_image_size}x{cfg.train_image_size} "
-               f"with {cfg.window}x{cfg.window} windows for {cfg.steps} steps of batch {cfg.batch_size} (AdamW lr {cfg.lr}, "
-               "cosine after a 10% warmup). The trained weights "
-               f"are then loaded, without fine-tuning, into models for {cfg.test_image_size}x{cfg.test_image_size} inputs "
-               f"with {cfg.window}x{cfg.window} and {big_window}x{big_window} windows: V1's bias tables bi-cubically "
-               "resized by the weight converter, V2's CPB MLP re-evaluated on log-spaced coordinates normalised by the "
-               f"training window (pretrained_window_sizes). All evaluated on the same {len(test_small)} test images, "
+               f"patches) trained identically on {len(train)} training images at {size}x{size} with "
+               f"{cfg.window}x{cfg.window} windows for {cfg.steps} steps of batch {cfg.batch_size} (AdamW lr {cfg.lr}, "
+               f"cosine after a 10% warmup), seeds {list(cfg.seeds)}. The trained weights are then loaded, without "
+               f"fine-tuning, into models for {cfg.test_image_size}x{cfg.test_image_size} inputs with {cfg.window}x"
+               f"{cfg.window} and {big_window}x{big_window} windows: V1's bias tables bi-cubically resized by the weight "
+               "converter, V2's CPB MLP re-evaluated on log-spaced coordinates normalised by the training window "
+               f"(pretrained_window_sizes). All evaluated on the same {len(test_small)} test images, "
                + (f"each an 8x8 digit drawn {cfg.test_digit_size} px wide at the centre of the training canvas, then "
                   "resized (bilinear) with the canvas. Training digits are drawn at random sides of "
-                  f"{cfg.digit_sizes[0]}-{cfg.digit_sizes[1]} px at the centre of the "
-                  f"{cfg.train_image_size}x{cfg.train_image_size} canvas, so the enlarged test digits "
-                  f"({cfg.test_digit_size * cfg.test_image_size // cfg.train_image_size} px) lie in the range seen in "
-                  "training." if cfg.data == "digits" else "rendered at each resolution.")),
-        columns=columns,
+                  f"{cfg.digit_sizes[0]}-{cfg.digit_sizes[1]} px at the centre of the {size}x{size} canvas, so the enlarged "
+                  f"test digits ({cfg.test_digit_size * cfg.test_image_size // size} px) lie in the range seen in training."
+                  if digits else "rendered at each resolution.")),
+        columns=["model", "params (M)", *cols.values(), "drop to larger window (points)", "drop per seed"],
         rows=rows,
-        held=held,
-        verdict=verdict,
+        decision=decision,
         differences=[
             "The paper trains SwinV2 at 256x256 (window 8) on ImageNet and tests up to 640x640 (window 20); here "
-            f"{cfg.train_image_size}->{cfg.test_image_size} px {what} with two-stage width-reduced models "
-            "(same classes as swin_tiny_patch4_window7_224 / swinv2_tiny_window8_256, other kwargs). "
+            f"{size}->{cfg.test_image_size} px with two-stage width-reduced models (same classes as "
+            "swin_tiny_patch4_window7_224 / swinv2_tiny_window8_256, other kwargs). "
             + ("The digits are upsampled 8x8 images, so the higher resolution adds no detail; the random training "
-               "scales stand in for ImageNet's random-resized crops." if cfg.data == "digits" else ""),
+               "scales stand in for ImageNet's random-resized crops." if digits else ""),
             "The paper's Table 6 changes only the position bias inside V1; here the V2 model also has res-post-norm "
             "and cosine attention, so the comparison is V1 against V2 as a whole.",
-            "One seed per model.",
         ],
         figures=[figure],
-        results={"drop_v1": drop_v1, "drop_v2": drop_v2},
+        results={"accuracy": accs, "drop": drop},
     )

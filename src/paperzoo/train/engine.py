@@ -293,7 +293,7 @@ class Trainer:
     ``callbacks`` are ``train.callbacks.Callback`` objects or plain functions ``fn(trainer, row)`` called at each
     epoch end (they may add numbers to the epoch's row); the config's techniques add their own callbacks.
     ``batch_transform(images, targets, generator)`` acts on each batch with the trainer's checkpointed generator,
-    in place of the config's mixup/CutMix. ``out`` (or ``config.out``) is the run directory; without one nothing
+    before the config's mixup/CutMix (an augmentation, then mixing). ``out`` (or ``config.out``) is the run directory; without one nothing
     is written. ``fit()`` returns the list of per-epoch metric rows.
     """
 
@@ -337,12 +337,8 @@ class Trainer:
         self.out = Path(out or cfg.out) if (out or cfg.out) else None
         self.train_data, self.val_data = train_data, val_data
         self.task = task or default_task(model, cfg, train_data)
-        techniques = from_config(cfg, model, train_data)
-        if batch_transform is not None:  # replaces the config's batch mixing
-            from .callbacks.mixing import Mixing
-
-            techniques = [c for c in techniques if not isinstance(c, Mixing)] + [BatchTransform(batch_transform)]
-        self.callbacks: list[Callback] = techniques + [as_callback(c) for c in callbacks]
+        first = [BatchTransform(batch_transform)] if batch_transform is not None else []  # before mixup/CutMix
+        self.callbacks: list[Callback] = first + from_config(cfg, model, train_data) + [as_callback(c) for c in callbacks]
         self.generator = torch.Generator().manual_seed(cfg.seed * 31 + 17 + self.info.rank)  # batch-level randomness
 
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
