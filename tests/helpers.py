@@ -1,8 +1,17 @@
 """Helpers for reference-equivalence tests."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file
 from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()
@@ -52,3 +61,41 @@ def strict_load(record_property, model: nn.Module, state: dict, source: str) -> 
     assert filled
     record_property(f"num_tensors_loaded_strictly_from_{source}", len(filled))
     return len(filled)
+
+
+# `paperzoo train` that kills itself with SIGKILL when step KILL_AT begins: between two checkpoints, at a step
+# fixed in advance (polling from outside could miss it, or find the run already finished on a fast machine).
+KILLED_TRAIN = """
+import os, signal, sys
+from paperzoo.cli import main
+from paperzoo.train import Trainer
+step = Trainer.train_step
+def train_step(self, batch):
+    if self.step == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, batch)
+Trainer.train_step = train_step
+main(sys.argv[1:])
+"""
+
+
+def kill_and_resume(args: list[str], tmp_path: Path, kill_at: int) -> tuple[dict, dict]:
+    """Final weights of an uninterrupted ``paperzoo train ARGS`` and of the same run SIGKILLed when step ``kill_at``
+    begins and then resumed with ``--resume``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ref = subprocess.run([sys.executable, "-m", "paperzoo", "train", *args, "--out", str(tmp_path / "ref")],
+                         capture_output=True, env=env, cwd=ROOT)
+    assert ref.returncode == 0, ref.stderr.decode()
+    run = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILLED_TRAIN, "train", *args, "--out", str(run)], capture_output=True,
+                            env={**env, "KILL_AT": str(kill_at)}, cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert not (run / "model.safetensors").exists(), "the run was killed before it finished"
+    resumed = subprocess.run([sys.executable, "-m", "paperzoo", "train", "--resume", str(run)], capture_output=True,
+                             env=env, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert b"resuming from" in resumed.stdout
+    a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    again = subprocess.run([sys.executable, "-m", "paperzoo", "train", "--resume", str(run)], capture_output=True, env=env, cwd=ROOT)
+    assert again.returncode == 0 and b"already finished" in again.stdout
+    return a, b

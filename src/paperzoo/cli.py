@@ -212,19 +212,28 @@ def train(overrides: tuple[str, ...], model: str | None, data: str | None, task:
     from .train import TrainConfig
 
     _check_overrides(overrides)
-    cfg = TrainConfig()
-    if resume is not None:
-        saved = resume / "config.yaml"
-        if not saved.exists():
-            raise PaperzooError(f"{resume} is not a run directory (no config.yaml); start a run with --out")
-        load_yaml(cfg, saved)
-        cfg.out = str(resume)
-    if config is not None:
-        load_yaml(cfg, config)
     flags = {"model": model, "data.name": data, "task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "out": str(out) if out else None, "checkpoint_every": checkpoint_every}
-    apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
-    apply_overrides(cfg, overrides)
+
+    def layered(recipe: dict) -> TrainConfig:
+        """The task's recipe, then the run's saved config (--resume), the YAML recipe, flags and KEY=VALUE."""
+        cfg = apply_overrides(TrainConfig(), recipe)
+        if resume is not None:
+            saved = resume / "config.yaml"
+            if not saved.exists():
+                raise PaperzooError(f"{resume} is not a run directory (no config.yaml); start a run with --out")
+            load_yaml(cfg, saved)
+            cfg.out = str(resume)
+        if config is not None:
+            load_yaml(cfg, config)
+        apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+        return apply_overrides(cfg, overrides)
+
+    cfg = layered({})
+    if resume is None:  # a new run starts from its task's recipe (a resumed one has it in its saved config)
+        from .run import run_task_class
+
+        cfg = layered(run_task_class(cfg).recipe)
     if cfg.out is None:
         raise PaperzooError("train needs --out DIR (where checkpoints, metrics and the model go)")
     build_and_train(cfg, resume=resume is not None)

@@ -160,6 +160,8 @@ def create_model(
                        ("pretrained_backbone", pretrained_backbone)):
         if value is not None:
             kwargs[key] = value
+    if pretrained and _takes(builder, "pretrained"):  # builders that configure themselves for loaded weights
+        kwargs["pretrained"] = True  # (a detector freezes BatchNorm as torchvision does with its weights)
     model = _build(name, builder, kwargs)
     model.meta = replace(
         meta,
@@ -177,6 +179,12 @@ def create_model(
     elif out_indices is not None or as_dict:
         raise PaperzooError(f"{'out_indices' if out_indices is not None else 'as_dict'} only applies with features_only=True")
     return model
+
+
+def _takes(builder: Callable[..., nn.Module], argument: str) -> bool:
+    import inspect
+
+    return argument in inspect.signature(builder).parameters
 
 
 def _build(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> nn.Module:

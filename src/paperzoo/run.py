@@ -192,7 +192,6 @@ def predict_image(model: str, weights: Path, image: Path, out: Path, source: str
     their class names and scores (and masks, keypoints) for detectors, the class map for segmenters, the top
     classes for classifiers. Classes, normalisation and input size come from the weights' metadata when
     paperzoo wrote them."""
-    from torchvision.io import write_png
     from torchvision.transforms.v2 import functional as TF
     from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
 
@@ -212,7 +211,7 @@ def predict_image(model: str, weights: Path, image: Path, out: Path, source: str
             kwargs.update({k: v for k, v in _shape_arguments(model, state).items() if k == "in_chans"})
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    net = create_model(model, **kwargs)
+    net = create_model(model, **{**saved.get("model_args", {}), **kwargs})  # as it was trained (e.g. its input size)
     load_weights(net, state, source=source)
     net.eval()
     chans = kwargs.get("in_chans", meta.input_size[0])
@@ -262,6 +261,13 @@ def predict_image(model: str, weights: Path, image: Path, out: Path, source: str
     return result
 
 
+def write_png(picture: torch.Tensor, path: str) -> None:
+    """A uint8 CHW tensor as a PNG file."""
+    from PIL import Image
+
+    Image.fromarray(picture.permute(1, 2, 0).contiguous().numpy()).save(path)
+
+
 def _draw_classification(picture: torch.Tensor, labels: list[str], probs: list[float], out: Path) -> None:
     import matplotlib
 
@@ -298,6 +304,8 @@ def _weights_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict[str
                 meta[key] = json.loads(raw[key])
         if "task" in raw:
             meta["task"] = raw["task"]
+        if "model_args" in raw:
+            meta["model_args"] = json.loads(raw["model_args"])
     return state, meta
 
 

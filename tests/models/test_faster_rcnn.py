@@ -193,14 +193,13 @@ def test_pretrained_backbone_path_freezes_like_torchvision(tmp_path) -> None:
 
 
 def test_whole_detector_from_a_torchvision_checkpoint(tmp_path) -> None:
-    """``pretrained="torchvision::PATH"`` loads a torchvision detector's checkpoint; ``frozen_bn=True`` with
-    ``trainable_backbone_layers=3`` freezes like torchvision does with its COCO weights (stem and blocks 1-6 of the
-    MobileNet frozen, BatchNorm frozen)."""
+    """``pretrained="torchvision::PATH"`` loads a torchvision detector's checkpoint and, since trained weights are
+    coming, the model is built frozen as torchvision builds it for its COCO weights (stem and blocks 1-6 of the
+    MobileNet frozen, BatchNorm frozen) without asking."""
     ref = perturb_(torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None))
     path = tmp_path / "detector.pth"
     torch.save(ref.state_dict(), path)
-    model = pz.create_model("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=f"torchvision::{path}", frozen_bn=True,
-                            trainable_backbone_layers=3)
+    model = pz.create_model("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=f"torchvision::{path}")
     body = model.backbone.body
     assert torch.equal(model.rpn.head.objectness.weight, ref.rpn.head.cls_logits.weight)
     assert torch.equal(body.model.bn1.running_var, ref.backbone.body["0"][1].running_var)

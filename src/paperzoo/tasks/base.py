@@ -137,6 +137,8 @@ class Task:
 
     name: str = "task"
     data: str = "classification"
+    # TrainConfig defaults that suit the task, applied under anything a user sets (``paperzoo train``)
+    recipe: dict[str, Any] = {}
 
     def collate(self, samples: Sequence[tuple[Any, Any]]) -> Batch:
         raise NotImplementedError

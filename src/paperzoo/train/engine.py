@@ -608,7 +608,8 @@ class Trainer:
     def _weights_metadata(self) -> dict[str, str]:
         """What ``paperzoo eval``, ``predict`` and ``cam`` need to use the weights: model, task, input normalisation,
         classes."""
-        meta = {"model": self.cfg.model, "step": str(self.step), "task": self.task.name}
+        meta = {"model": self.cfg.model, "step": str(self.step), "task": self.task.name,
+                "model_args": json.dumps(self.cfg.model_args)}
         for key in ("mean", "std", "classes", "categories", "image_size"):
             value = getattr(self.train_data, key, None)
             if value is not None:

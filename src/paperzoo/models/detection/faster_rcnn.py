@@ -248,25 +248,27 @@ def _from_torchvision(state_dict: dict[str, Tensor], model: nn.Module) -> dict[s
 _TV = "https://download.pytorch.org/models/"
 _COCO = dict(paper="faster-rcnn", task="detection", categories=COCO_CATEGORIES, num_classes=91,
              classifier=("roi_heads.box_predictor",))
-_BN_NOTE = ("with its COCO weights torchvision freezes BatchNorm and the first backbone stages: create_model(..., "
-            "pretrained=True, frozen_bn=True, trainable_backbone_layers=3) builds the same model")
-_EPS_NOTE = _BN_NOTE + "; it also sets that frozen BatchNorm's eps to 0 for these weights (frozen_bn_eps=0.0)"
+_BN_NOTE = ("with trained weights (pretrained= or pretrained_backbone=) BatchNorm is frozen and only the last 3 "
+            "backbone stages train, as torchvision builds it; frozen_bn= and trainable_backbone_layers= override")
+_EPS_NOTE = _BN_NOTE + "; with the COCO weights the frozen BatchNorm's eps is 0, as torchvision sets it for them"
 
 
 def _resnet_fpn(pretrained_backbone: str | bool | None, trainable_backbone_layers: int | None, frozen_bn: bool | None,
-                frozen_bn_eps: float | None = None, fpn_norm: Any = None) -> nn.Module:
+                frozen_bn_eps: float | None = None, fpn_norm: Any = None, pretrained: bool = False) -> nn.Module:
     return resnet_fpn_backbone("resnet50", pretrained_backbone, trainable_backbone_layers, frozen_bn=frozen_bn,
-                               frozen_bn_eps=frozen_bn_eps, fpn_norm=fpn_norm)
+                               frozen_bn_eps=frozen_bn_eps, fpn_norm=fpn_norm, trained=pretrained or bool(pretrained_backbone))
 
 
 @register_model(**_COCO, input_size=(3, 800, 800), reference={"torchvision": "fasterrcnn_resnet50_fpn"},
                 weights={"torchvision": _TV + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"}, notes=_EPS_NOTE)
 def fasterrcnn_resnet50_fpn(pretrained_backbone: str | bool | None = None, num_classes: int = 91,
                             trainable_backbone_layers: int | None = None, frozen_bn: bool | None = None,
-                            frozen_bn_eps: float | None = None, **kwargs: Any) -> FasterRCNN:
+                            frozen_bn_eps: float | None = None, pretrained: bool = False, **kwargs: Any) -> FasterRCNN:
     """ResNet-50-FPN Faster R-CNN (FPN paper, Sec. 5.2): RPN on P2-P6 with one anchor size per level (32^2 to 512^2),
-    RoIAlign 7x7 from P2-P5 by eq. 1 of FPN, a 2x1024 fc head. BatchNorm is frozen with a pretrained backbone."""
-    backbone = _resnet_fpn(pretrained_backbone, trainable_backbone_layers, frozen_bn, frozen_bn_eps)
+    RoIAlign 7x7 from P2-P5 by eq. 1 of FPN, a 2x1024 fc head. BatchNorm is frozen with trained weights."""
+    if pretrained and frozen_bn_eps is None:
+        frozen_bn_eps = 0.0  # torchvision's COCO weights were trained with this eps
+    backbone = _resnet_fpn(pretrained_backbone, trainable_backbone_layers, frozen_bn, frozen_bn_eps, pretrained=pretrained)
     return FasterRCNN(backbone, num_classes, **kwargs)
 
 
@@ -274,10 +276,11 @@ def fasterrcnn_resnet50_fpn(pretrained_backbone: str | bool | None = None, num_c
                 weights={"torchvision": _TV + "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth"})
 def fasterrcnn_resnet50_fpn_v2(pretrained_backbone: str | bool | None = None, num_classes: int = 91,
                                trainable_backbone_layers: int | None = None, frozen_bn: bool | None = False,
-                               **kwargs: Any) -> FasterRCNN:
+                               pretrained: bool = False, **kwargs: Any) -> FasterRCNN:
     """torchvision's improved recipe (Li et al., 2021): BatchNorm in the FPN and in a 4conv1fc box head, two 3x3
     convs in the RPN head, live BatchNorm in the backbone even when pretrained."""
-    backbone = _resnet_fpn(pretrained_backbone, trainable_backbone_layers, frozen_bn, fpn_norm=nn.BatchNorm2d)
+    backbone = _resnet_fpn(pretrained_backbone, trainable_backbone_layers, frozen_bn, fpn_norm=nn.BatchNorm2d,
+                           pretrained=pretrained)
     anchors = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
     rpn_head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], depth=2)
     box_head = ConvFCHead(backbone.out_channels, 7, (256, 256, 256, 256), (1024,), norm_layer=nn.BatchNorm2d)
@@ -285,8 +288,9 @@ def fasterrcnn_resnet50_fpn_v2(pretrained_backbone: str | bool | None = None, nu
 
 
 def _mobilenet(pretrained_backbone: str | bool | None, num_classes: int, trainable_backbone_layers: int | None,
-               frozen_bn: bool | None, defaults: dict[str, Any], kwargs: dict[str, Any]) -> FasterRCNN:
-    backbone = mobilenet_fpn_backbone("mobilenetv3_large_100", pretrained_backbone, trainable_backbone_layers, frozen_bn)
+               frozen_bn: bool | None, defaults: dict[str, Any], kwargs: dict[str, Any], pretrained: bool) -> FasterRCNN:
+    backbone = mobilenet_fpn_backbone("mobilenetv3_large_100", pretrained_backbone, trainable_backbone_layers, frozen_bn,
+                                      trained=pretrained or bool(pretrained_backbone))
     anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * 3, ((0.5, 1.0, 2.0),) * 3)
     return FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **{**defaults, **kwargs})
 
@@ -295,23 +299,23 @@ def _mobilenet(pretrained_backbone: str | bool | None, num_classes: int, trainab
                 weights={"torchvision": _TV + "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"}, notes=_BN_NOTE)
 def fasterrcnn_mobilenet_v3_large_fpn(pretrained_backbone: str | bool | None = None, num_classes: int = 91,
                                       trainable_backbone_layers: int | None = None, frozen_bn: bool | None = None,
-                                      **kwargs: Any) -> FasterRCNN:
+                                      pretrained: bool = False, **kwargs: Any) -> FasterRCNN:
     """MobileNetV3-Large FPN Faster R-CNN (torchvision): FPN over the last stage's strided block and the final 1x1
     conv (both stride 32), 15 anchors per position (5 sizes x 3 ratios) on each of the 3 levels, proposals scored
     >= 0.05."""
     return _mobilenet(pretrained_backbone, num_classes, trainable_backbone_layers, frozen_bn,
-                      {"rpn_score_thresh": 0.05}, kwargs)
+                      {"rpn_score_thresh": 0.05}, kwargs, pretrained)
 
 
 @register_model(**_COCO, input_size=(3, 320, 320), reference={"torchvision": "fasterrcnn_mobilenet_v3_large_320_fpn"},
                 weights={"torchvision": _TV + "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth"}, notes=_BN_NOTE)
 def fasterrcnn_mobilenet_v3_large_320_fpn(pretrained_backbone: str | bool | None = None, num_classes: int = 91,
                                           trainable_backbone_layers: int | None = None, frozen_bn: bool | None = None,
-                                          **kwargs: Any) -> FasterRCNN:
+                                          pretrained: bool = False, **kwargs: Any) -> FasterRCNN:
     """The low-resolution MobileNetV3 detector: 320 px images (640 max), 150 proposals before and after NMS."""
     defaults = {"min_size": 320, "max_size": 640, "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 150,
                 "rpn_score_thresh": 0.05}
-    return _mobilenet(pretrained_backbone, num_classes, trainable_backbone_layers, frozen_bn, defaults, kwargs)
+    return _mobilenet(pretrained_backbone, num_classes, trainable_backbone_layers, frozen_bn, defaults, kwargs, pretrained)
 
 
 # The paper's VGG-16 detector. Numbers: Sec. 3.3 (600 px shorter side; anchors of 128^2, 256^2, 512^2 x ratios 1:1,
@@ -338,12 +342,12 @@ _VGG_NOTE = ("the paper's VGG-16 setup on torchvision-style parts: anchors are c
 
 @register_model(**_COCO, input_size=(3, 600, 600), notes=_VGG_NOTE)
 def fasterrcnn_vgg16(pretrained_backbone: str | bool | None = None, num_classes: int = 91,
-                     trainable_backbone_layers: int | None = None, **kwargs: Any) -> FasterRCNN:
+                     trainable_backbone_layers: int | None = None, pretrained: bool = False, **kwargs: Any) -> FasterRCNN:
     """Faster R-CNN on VGG-16 as in the paper: the RPN and the Fast R-CNN head share conv5_3 (stride 16); RoI max
     pooling to 7x7 feeds fc6/fc7 (4096, dropout 0.5), initialised from VGG-16's classifier when the backbone is
     pretrained. ``trainable_backbone_layers`` counts VGG's 5 conv blocks from the top (default 3: conv3_1 up)."""
     vgg = create_model("vgg16", pretrained=pretrained_backbone or None)
-    n_train = trainable_layers(bool(pretrained_backbone), trainable_backbone_layers, 5)
+    n_train = trainable_layers(pretrained or bool(pretrained_backbone), trainable_backbone_layers, 5)
     conv5_end = vgg._level_ends[4]  # conv5_3's ReLU; the last max pool is left out (stride 16)
     backbone = nn.Sequential(*list(vgg.features)[: conv5_end + 1])
     backbone.out_channels = vgg.features[conv5_end - 1].out_channels

@@ -75,11 +75,13 @@ def resnet_fpn_backbone(
     frozen_bn: bool | None = None,
     frozen_bn_eps: float | None = None,
     fpn_norm: Callable[[int], nn.Module] | None = None,
+    trained: bool | None = None,
 ) -> BackboneWithFPN:
     """A registered ResNet's stages ``returned_layers`` (``features_only``, keys "0", "1", ...) under an FPN with 256
     channels and the extra "pool" level. Stages are frozen from the stem up, leaving the last ``trainable`` of
-    (layer4, layer3, layer2, layer1, stem) trainable."""
-    is_pretrained = bool(pretrained)
+    (layer4, layer3, layer2, layer1, stem) trainable. ``trained`` says whether trained weights will be loaded (into
+    the backbone here, or into the whole detector afterwards); it decides the defaults (default: ``pretrained``)."""
+    is_pretrained = bool(pretrained) if trained is None else trained
     n_train = trainable_layers(is_pretrained, trainable, 5)
     body = create_model(name, pretrained=pretrained or None, features_only=True, out_indices=tuple(returned_layers),
                         as_dict=True)
@@ -155,11 +157,12 @@ def mobilenet_fpn_backbone(
     pretrained: str | bool | None = None,
     trainable: int | None = None,
     frozen_bn: bool | None = None,
+    trained: bool | None = None,
 ) -> BackboneWithFPN:
     """torchvision's MobileNetV3-FPN: taps on the last two stage boundaries (the last stage's strided block and the
     final 1x1 conv), an FPN with 256 channels and the extra "pool" level; the last ``trainable`` of the 6 stages
-    train when pretrained (default 3)."""
-    is_pretrained = bool(pretrained)
+    train when pretrained (default 3). ``trained`` as for ``resnet_fpn_backbone``."""
+    is_pretrained = bool(pretrained) if trained is None else trained
     model = create_model(name, pretrained=pretrained or None)
     if _frozen_bn(is_pretrained, frozen_bn):
         freeze_batchnorm(model)
