@@ -15,8 +15,13 @@ pytest_plugins = ["paperzoo.catalog.checks"]
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed(request) -> None:
+    import helpers
+
     torch.manual_seed(0)
+    helpers.CURRENT["item"] = request.node  # helpers.rel_err records its figure on the running test
+    yield
+    helpers.CURRENT["item"] = None
 
 
 @pytest.fixture

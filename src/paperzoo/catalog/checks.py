@@ -134,7 +134,8 @@ class PaperChecks:
         if full:
             payload = {"full": self.records, "partial": {}}
         else:
-            payload = {"full": saved.get("full", {}), "partial": {**saved.get("partial", {}), **self.records}}
+            ran = {k: r for k, r in self.records.items() if r["outcome"] not in ("deselected", "not run")}
+            payload = {"full": saved.get("full", {}), "partial": {**saved.get("partial", {}), **ran}}
         results.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
         if not full or exitstatus != 0:
             return
