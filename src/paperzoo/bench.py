@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cost import macs as count_macs
 from .errors import PaperzooError
 from .registry import create_model, model_meta
 
@@ -38,14 +39,6 @@ class BenchResult:
     image_size: int
     compiled: bool
     channels_last: bool
-
-
-def count_macs(model: nn.Module, x: torch.Tensor) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return counter.get_total_flops() / 2
 
 
 def _sync(device: torch.device) -> None:
@@ -211,7 +204,7 @@ def bench(
                 times[impl]["infer"].append(_time(r.infer, dev, iters))
                 times[impl]["train"].append(_time(r.train, dev, iters))
         for impl, r in runners.items():
-            macs = count_macs(r.model.eval(), first)
+            macs = count_macs(r.model, first)
             peak = _peak_memory_mb(r.train, dev) if memory else None
             results.append(BenchResult(
                 model=name, impl=impl, params_m=sum(p.numel() for p in r.model.parameters()) / 1e6, gmacs=macs / 1e9,

@@ -3,13 +3,13 @@
 * ``data``: the built-in data (``Data``: synthetic scenes or digits, with their knobs), dataset views
   (``Part``, ``Repeated``) and the one batch augmentation (``FlipShift``);
 * ``fit``: one training run through the Trainer (``fit -> Run``), the shared ``Recipe``, evaluation helpers;
-* ``cost``: parameters, multiply-accumulates, cost matching;
+* ``paperzoo.cost`` (shared with ``paperzoo bench``): parameters, multiply-accumulates, cost matching;
 * ``models``: the narrow ResNet-50 testbed and the small-input initialisation the CNN miniatures share;
 * ``verdicts``: THE rule that decides held / did not hold / inconclusive against seed noise;
 * ``plots``: the figures.
 """
 from . import plots, verdicts
-from .cost import macs, match_cost, params
+from ...cost import macs, match_cost, params
 from .data import Data, FlipShift, Part, Repeated, background, digits, scenes
 from .models import narrow_resnet50, small_input_init
 from .fit import Recipe, Run, accuracy, calibration, fit, predictions, run_arms, seeded

@@ -96,6 +96,7 @@ class Data:
     scale: tuple[float, float] | None = (0.5, 0.9)  # shapes only: object diameter / image side (None: the preset's)
     knobs: dict[str, Any] = field(default_factory=dict)  # shapes only: further SceneConfig knobs (max_objects, rotate, ...)
     seed: int = 0
+    kind: str = "classification"  # shapes only: what a sample is (classification, detection, instances, ...)
 
     def splits(self, image_size: int | None = None) -> tuple[Dataset, Dataset]:
         """(train, test) at this config's size, or re-rendered at ``image_size`` (scenes) / resized (digits)."""
@@ -103,7 +104,8 @@ class Data:
         if self.name == "shapes":
             if self.train_size is None or self.test_size is None:
                 raise ConfigError("data: the synthetic scenes need a train_size and a test_size")
-            return scenes(size, self.train_size, self.test_size, self.preset, self.scale, self.seed, **self.knobs)
+            return scenes(size, self.train_size, self.test_size, self.preset, self.scale, self.seed, kind=self.kind,
+                          **self.knobs)
         if self.name == "digits":
             return digits(self.train_size, self.test_size, size, self.seed)
         raise unknown("dataset", self.name, DATASETS)
@@ -114,7 +116,7 @@ class Data:
         s = image_size or self.image_size
         if self.name == "digits":
             return Part(DigitsDataset("val", image_size=s, seed=self.seed), size)
-        kw = dict(image_size=s, preset=self.preset, seed=self.seed, **self.knobs)
+        kw = dict(image_size=s, preset=self.preset, seed=self.seed, kind=self.kind, **self.knobs)
         if self.scale is not None:
             kw["scale"] = tuple(self.scale)
         return ShapesDataset("val", size=size or self.test_size, **kw)
@@ -128,8 +130,10 @@ class Data:
             size = "at their 8x8" if s == 8 else f"8x8 upsampled to {s}x{s}"
             return f"{n_train} real handwritten digits (10 classes, {size}); {n_test} held-out test digits"
         objects = "" if self.scale is None else f", objects {self.scale[0]:g}-{self.scale[1]:g} of the side"
-        knobs = "".join(f", {k}={v}" for k, v in self.knobs.items())
-        return (f"{n_train} synthetic {s}x{s} scenes (8 shape classes, preset '{self.preset}'{objects}{knobs}); "
+        classes = self.knobs.get("classes")
+        knobs = "".join(f", {k}={v}" for k, v in self.knobs.items() if k != "classes")
+        what = f"{len(classes)} shape classes: {', '.join(classes)}" if classes else "8 shape classes"
+        return (f"{n_train} synthetic {s}x{s} scenes ({what}, preset '{self.preset}'{objects}{knobs}); "
                 f"{n_test} held-out test scenes")
 
 

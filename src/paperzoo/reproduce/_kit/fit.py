@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from ...config import apply_overrides
 from ...errors import ConfigError
 from ...train import TrainConfig, Trainer
-from .cost import params as count_params
+from ...cost import params as count_params
 from .data import Repeated
 
 

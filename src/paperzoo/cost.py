@@ -1,4 +1,5 @@
-"""What a network costs: parameters and multiply-accumulates per image, and matching a cost by bisection."""
+"""What a network costs: parameters and multiply-accumulates per image, and matching a cost by bisection — one
+count shared by ``paperzoo bench`` and the reproductions."""
 from __future__ import annotations
 
 import math
@@ -13,17 +14,21 @@ def params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def macs(model: nn.Module, image_size: int | tuple[int, int], in_chans: int = 3) -> float:
-    """Multiply-accumulates of one image's forward pass in eval mode, counted by ``torch.utils.flop_counter``
-    (convolutions, linear layers, matrix products, attention; FLOPs / 2)."""
+def macs(model: nn.Module, image_size: int | tuple[int, int] | torch.Tensor | list[torch.Tensor], in_chans: int = 3) -> float:
+    """Multiply-accumulates of a forward pass in eval mode, counted by ``torch.utils.flop_counter`` (convolutions,
+    linear layers, matrix products, attention; FLOPs / 2): of one random ``image_size`` image, or of the input given
+    (a batch tensor, or a detector's list of images)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    if isinstance(image_size, (torch.Tensor, list)):
+        x = image_size
+    else:
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        x = torch.randn(1, in_chans, h, w, device=next(model.parameters()).device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.randn(1, in_chans, h, w, device=device))
+        model(x)
     model.train(was_training)
     return counter.get_total_flops() / 2
 
