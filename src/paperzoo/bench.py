@@ -72,42 +72,22 @@ def _peak_memory_mb(fn, device: torch.device) -> float | None:
 
 
 class _Runner:
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, compile_: bool) -> None:
-        self.model, self.x, self.y = model, x, y
-        self.fwd = torch.compile(model) if compile_ else model
-        self.opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    """One model's two measured steps: inference on ``inputs`` (eval, no gradients) and a training step (``loss(out)``
+    of the forward pass on ``inputs`` plus ``extra``, backward, SGD)."""
 
-    @torch.no_grad()
-    def infer(self) -> None:
-        self.model.eval()
-        self.fwd(self.x)
-
-    def train(self) -> None:
-        self.model.train()
-        loss = F.cross_entropy(self.fwd(self.x), self.y)
-        loss.backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-
-
-class _DetectionRunner:
-    """A detector on a list of images: ``model(images)`` in eval, ``sum(model(images, targets).values())`` in train."""
-
-    def __init__(self, model: nn.Module, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]],
-                 compile_: bool) -> None:
-        self.model, self.x, self.targets = model, images, targets
+    def __init__(self, model: nn.Module, inputs: Any, extra: tuple[Any, ...], loss: Any, compile_: bool) -> None:
+        self.model, self.inputs, self.extra, self.loss = model, inputs, extra, loss
         self.fwd = torch.compile(model) if compile_ else model
         self.opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
 
     @torch.no_grad()
     def infer(self) -> None:
         self.model.eval()
-        self.fwd(self.x)
+        self.fwd(self.inputs)
 
     def train(self) -> None:
         self.model.train()
-        loss = sum(self.fwd(self.x, self.targets).values())
-        loss.backward()
+        self.loss(self.fwd(self.inputs, *self.extra)).backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
@@ -194,8 +174,10 @@ def bench(
         runners: dict[str, Any] = {}
         for impl, model in impls.items():
             model = model.to(dev, memory_format=fmt)
-            runners[impl] = (_DetectionRunner(model, images, targets, compile_) if detection
-                             else _Runner(model, x, y, compile_))
+            if detection:  # losses come out of the model, given the targets
+                runners[impl] = _Runner(model, images, (targets,), lambda losses: sum(losses.values()), compile_)
+            else:
+                runners[impl] = _Runner(model, x, (), lambda logits, y=y: F.cross_entropy(logits, y), compile_)
             runners[impl].infer()  # warm-up (and compile)
             runners[impl].train()
         times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in runners}
