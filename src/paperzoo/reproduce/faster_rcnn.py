@@ -118,7 +118,7 @@ def run(cfg: Config, out: Path) -> Report:
                  "rows": recall_rows}],
         decision=decision,
         differences=[
-            f"Sliding windows (the anchor grid) stand in for Selective Search and EdgeBoxes, which are not learned either "
+            "Sliding windows (the anchor grid) stand in for Selective Search and EdgeBoxes, which are not learned either "
             "but adapt to each image; the windows do not, which makes them a weaker baseline than the paper's.",
             f"{cfg.data.image_size} px synthetic scenes with {len(CLASSES)} shape classes, a narrow backbone trained from scratch "
             "and a few thousand steps, instead of VOC/COCO images at 600 px and an ImageNet-pretrained VGG-16/ZF.",
