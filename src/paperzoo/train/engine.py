@@ -29,10 +29,8 @@ import copy
 import json
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from ..config import dump_yaml
 from ..errors import ConfigError, PaperzooError, unknown
@@ -48,7 +46,10 @@ from ..tasks import ClassificationTask, Task
 from .callbacks import BatchTransform, Callback, as_callback, from_config
 from .checkpoint import clean_temporaries, list_checkpoints, load_latest, save_checkpoint, save_weights
 from .config import TrainConfig
+from .distributed import DistInfo, init_distributed, resolve_device
+from .log import RunLog
 from .optimizers import build_optimizer
+from .sampling import EpochBatches, SeededSamples
 from .schedules import build_scheduler
 from .tricks import apply_bag_of_tricks
 
@@ -72,90 +73,6 @@ class _NonFinite(Exception):
         self.value = value
 
 
-# --------------------------------------------------------------------------------------- distributed
-@dataclass(frozen=True)
-class DistInfo:
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but no CUDA device is available")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(name)
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group that torchrun describes in the environment (no-op for one process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(world=dist.get_world_size(), rank=dist.get_rank(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-
-
-# --------------------------------------------------------------------------------------- data order
-class _SeededSamples(Dataset):
-    """Wraps a dataset so that sample ``(epoch, i)`` draws its augmentation randomness from a seed fixed
-    by (seed, epoch, i): identical whichever worker loads it and whether or not the run was resumed."""
-
-    def __init__(self, dataset: Dataset, seed: int, augment: Sequence[Callable[[Any], Any]] = ()) -> None:
-        self.dataset = dataset
-        self.seed = seed
-        self.augment = list(augment)  # per-sample transforms of callbacks (RandAugment), seeded the same way
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        random_inside = getattr(self.dataset, "transform", None) is not None or getattr(self.dataset, "transforms", None) is not None
-        if not random_inside and not self.augment:
-            return self.dataset[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
-            sample = self.dataset[index]
-            for augment in self.augment:
-                sample = augment(sample)
-            return sample
-
-
-class _EpochBatches(Sampler):
-    """This process's slice of each global batch of a (seed, epoch)-seeded permutation, from batch ``start``."""
-
-    def __init__(self, n: int, global_batch: int, seed: int, epoch: int, start: int, info: DistInfo, shuffle: bool = True) -> None:
-        self.n, self.global_batch, self.seed, self.epoch, self.start, self.info = n, global_batch, seed, epoch, start, info
-        self.shuffle = shuffle
-        self.local = global_batch // info.world
-
-    def __len__(self) -> int:
-        return max(0, self.n // self.global_batch - self.start)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch)).tolist()
-        else:
-            order = list(range(self.n))
-        for b in range(self.start, self.n // self.global_batch):
-            chunk = order[b * self.global_batch:(b + 1) * self.global_batch]
-            mine = chunk[self.info.rank * self.local:(self.info.rank + 1) * self.local]
-            yield [(self.epoch, i) for i in mine]
-
-
 def to_device(obj: Any, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> Any:
     """Move a batch (tensors, tv_tensors, and lists, tuples and dicts of them) to ``device``; image batches
     (4-d float tensors) take ``memory_format``."""
@@ -168,65 +85,6 @@ def to_device(obj: Any, device: torch.device, memory_format: torch.memory_format
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device, memory_format) for v in obj)
     return obj
-
-
-# --------------------------------------------------------------------------------------- logging
-class _Log:
-    """Rank-0 output: a rich progress bar on a terminal, plain periodic lines otherwise, and JSONL rows."""
-
-    def __init__(self, out: Path | None, enabled: bool, quiet: bool, total_steps: int, tensorboard: bool) -> None:
-        self.enabled = enabled
-        self.quiet = quiet or not enabled
-        self.file = None
-        self.tb = None
-        if enabled and out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            self.file = (out / "metrics.jsonl").open("a")
-            if tensorboard:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-
-                    self.tb = SummaryWriter(str(out / "tensorboard"))
-                except ImportError:
-                    print("tensorboard is not installed; logging to metrics.jsonl only", file=sys.stderr)
-        self.progress = None
-        if not self.quiet and sys.stdout.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
-            self.task = self.progress.add_task("train", total=total_steps, info="")
-            self.progress.start()
-
-    def row(self, row: dict[str, Any]) -> None:
-        if self.file is not None:
-            self.file.write(json.dumps(row) + "\n")
-            self.file.flush()
-        if self.tb is not None:
-            step = row.get("step", 0)
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    self.tb.add_scalar(f"{row.get('kind', 'train')}/{k}", v, step)
-
-    def advance(self, step: int, text: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=step, info=text)
-
-    def line(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.progress is not None:
-            self.progress.console.print(text)
-        else:
-            print(text, flush=True)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-        if self.file is not None:
-            self.file.close()
-        if self.tb is not None:
-            self.tb.close()
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -369,7 +227,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.quiet = quiet
         self.validating = False  # True while the epoch-end validation runs (callbacks add their evaluations then)
-        self._log: _Log | None = None
+        self._log: RunLog | None = None
         self.task.setup(self)
         for cb in self.callbacks:
             cb.setup(self)
@@ -472,11 +330,11 @@ class Trainer:
     def loader(self, dataset: Dataset, epoch: int, start: int = 0, shuffle: bool = True,
                global_batch: int | None = None) -> DataLoader:
         """This process's batches of ``dataset`` for ``epoch`` from batch ``start``, collated by the task."""
-        sampler = _EpochBatches(len(dataset), global_batch or self.cfg.batch_size, self.cfg.seed, epoch, start, self.info, shuffle)
+        sampler = EpochBatches(len(dataset), global_batch or self.cfg.batch_size, self.cfg.seed, epoch, start, self.info, shuffle)
         # A generator of its own: creating the iterator must not draw from the global RNG, whose state
         # (dropout, drop-path) is checkpointed mid-epoch.
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        return DataLoader(_SeededSamples(dataset, self.cfg.seed, self.sample_transforms), batch_sampler=sampler,
+        return DataLoader(SeededSamples(dataset, self.cfg.seed, self.sample_transforms), batch_sampler=sampler,
                           collate_fn=self.task.collate, num_workers=self.cfg.data.num_workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False, generator=generator)
 
@@ -581,7 +439,7 @@ class Trainer:
         if self.out is not None and is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             dump_yaml(cfg, self.out / "config.yaml")
-        self._log = log = _Log(self.out, is_main, self.quiet, self.total_steps, cfg.tensorboard)
+        self._log = log = RunLog(self.out, is_main, self.quiet, self.total_steps, cfg.tensorboard)
         if self.finished:
             log.line(f"run in {self.out} is already finished ({self.step}/{self.total_steps} steps); nothing to do")
             log.close()
@@ -616,7 +474,7 @@ class Trainer:
                 meta[key] = json.dumps(list(value) if isinstance(value, (list, tuple)) else value)
         return meta
 
-    def _fit_loop(self, log: _Log) -> None:
+    def _fit_loop(self, log: RunLog) -> None:
         cfg = self.cfg
         while self.epoch < cfg.epochs:
             epoch = self.epoch
