@@ -24,6 +24,12 @@ PLANTS = [
   "tests/test_paper_checks.py", "plugin: skipped checks no longer fail"),
  ("src/paperzoo/catalog/checks.py", "if report.passed and not self.asserts[item.nodeid] and not item.user_properties:", "if False:",
   "tests/test_paper_checks.py", "plugin: checks that assert nothing pass"),
+ ("src/paperzoo/train/engine.py", "        return self.task.train_step(self, batch)", "        return self.standard_step(batch)",
+  "tests/tasks/test_own_step.py", "Trainer ignores the task's own step"),
+ ("src/paperzoo/train/engine.py", "        return self.task.train_step(self, batch)", "        self.task.train_step(self, batch)\n        return self.standard_step(batch)",
+  "tests/tasks/test_own_step.py", "Trainer adds its standard step to the task's"),
+ ("src/paperzoo/train/engine.py", "        self.task.load_state_dict(state.get(\"task\", {}))", "        pass",
+  "tests/tasks/test_own_step.py", "resume does not restore the task's own networks and optimizer"),
 ]
 only = sys.argv[1:]
 for i, (path, old, new, test, what) in enumerate(PLANTS):
