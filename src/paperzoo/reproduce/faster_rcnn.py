@@ -70,12 +70,12 @@ def run(cfg: Config, out: Path) -> Report:
 
     runs = run_arms({"rpn": rpn, "fixed": fixed}, cfg.seeds)
     n_windows = max(windows.values()) if windows else 0
-    ap = {f"RPN, {cfg.proposals} proposals": [100 * r.metrics["val_map"] for r in runs["rpn"]],
-          f"windows, {cfg.proposals} of them": [100 * r.metrics["subset"]["map"] for r in runs["fixed"]],
-          f"windows, all {n_windows}": [100 * r.metrics["val_map"] for r in runs["fixed"]]}
-    ap50 = {f"RPN, {cfg.proposals} proposals": [100 * r.metrics["val_map_50"] for r in runs["rpn"]],
-            f"windows, {cfg.proposals} of them": [100 * r.metrics["subset"]["map_50"] for r in runs["fixed"]],
-            f"windows, all {n_windows}": [100 * r.metrics["val_map_50"] for r in runs["fixed"]]}
+    def per_arm(metric: str) -> dict[str, list[float]]:  # percent per seed for each proposal method
+        return {f"RPN, {cfg.proposals} proposals": [100 * r.metrics[f"val_{metric}"] for r in runs["rpn"]],
+                f"windows, {cfg.proposals} of them": [100 * r.metrics["subset"][metric] for r in runs["fixed"]],
+                f"windows, all {n_windows}": [100 * r.metrics[f"val_{metric}"] for r in runs["fixed"]]}
+
+    ap, ap50 = per_arm("map"), per_arm("map_50")
     rpn_name, few, many = list(ap)
     decision = all_of(
         [beats(ap[rpn_name], ap[few], a_name=rpn_name, b_name=few, metric="box AP (%)"),
