@@ -17,7 +17,7 @@ from torchvision.ops import batched_nms
 from ....errors import DataError
 from .transform import as_xyxy
 
-__all__ = ["check_targets", "image_sizes", "normalized_targets", "postprocess", "square_batch"]
+__all__ = ["check_targets", "image_sizes", "normalized_targets", "nms_per_image", "postprocess", "square_batch"]
 
 
 def image_sizes(images: Sequence[Tensor] | Tensor) -> list[tuple[int, int]]:
@@ -102,19 +102,23 @@ def postprocess(boxes: Tensor, scores: Tensor, sizes: Sequence[tuple[int, int]],
         scores = scores.clone()
         scores[..., :first_class] = 0
     image, anchor, label = (scores > score_thresh).nonzero(as_tuple=True)
-    score = scores[image, anchor, label]
-    cand = boxes[image, anchor]
-    keep = batched_nms(cand, score, image * c + label, nms_thresh)  # sorted by score, descending
-    image, keep = image[keep], keep
-    order = torch.sort(image, stable=True).indices  # by image, scores still descending within each
-    keep, image = keep[order], image[order]
-    counts = torch.bincount(image, minlength=n)
+    return nms_per_image(image, boxes[image, anchor], scores[image, anchor, label], label, n, c, nms_thresh,
+                         detections_per_img)
+
+
+def nms_per_image(image: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor, n_images: int, num_classes: int,
+                  nms_thresh: float, detections_per_img: int) -> list[dict[str, Tensor]]:
+    """Candidates of a whole batch (``image`` index, XYXY ``boxes``, ``scores``, ``labels``) -> per image, NMS per
+    class at ``nms_thresh`` (one ``batched_nms`` keyed image x C + class) and the best ``detections_per_img``,
+    sorted by score."""
+    keep = batched_nms(boxes, scores, image * num_classes + labels, nms_thresh)  # sorted by score, descending
+    order = torch.sort(image[keep], stable=True).indices  # by image, scores still descending within each
+    keep = keep[order]
+    kept_image = image[keep]
+    counts = torch.bincount(kept_image, minlength=n_images)
     starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(image), device=image.device) - starts[image]
-    top = rank < detections_per_img
-    keep, image = keep[top], image[top]
-    per_image = torch.bincount(image, minlength=n).tolist()
-    out = []
-    for b, s, l in zip(cand[keep].split(per_image), score[keep].split(per_image), label[keep].split(per_image)):
-        out.append({"boxes": b, "scores": s, "labels": l})
-    return out
+    rank = torch.arange(len(keep), device=keep.device) - starts[kept_image]
+    keep = keep[rank < detections_per_img]
+    per_image = torch.bincount(image[keep], minlength=n_images).tolist()
+    return [{"boxes": b, "scores": s, "labels": l}
+            for b, s, l in zip(boxes[keep].split(per_image), scores[keep].split(per_image), labels[keep].split(per_image))]
