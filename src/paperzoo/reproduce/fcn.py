@@ -27,9 +27,9 @@ ARMS = {"FCN-32s": 32, "FCN-16s": 16, "FCN-8s": 8}
 @dataclass
 class Config:
     data: Data = field(default_factory=lambda: Data(
-        kind="segmentation", image_size=64, train_size=600, test_size=150, preset="easy", scale=(0.25, 0.6),
+        kind="segmentation", image_size=64, train_size=320, test_size=150, preset="easy", scale=(0.25, 0.6),
         knobs={"classes": CLASSES, "min_objects": 1, "max_objects": 3}))
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=8, batch_size=16, optimizer="adamw", lr=2e-3,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=6, batch_size=16, optimizer="adamw", lr=2e-3,
                                                           weight_decay=1e-4, warmup_epochs=0.5))
     width: float = 0.0625  # VGG-16's channels x 1/16: 4 ... 32
     fc_dim: int = 128  # fc6/fc7 width (4096 in the paper)

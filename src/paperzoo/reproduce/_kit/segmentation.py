@@ -18,14 +18,16 @@ from . import plots
 
 @torch.no_grad()
 def label_maps(model: nn.Module, dataset: Dataset, task: Any, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted, true) label maps (N, H, W) of ``model`` in eval mode on every sample of ``dataset``."""
+    """(predicted, true) label maps (N, H, W) of ``model`` in eval mode on every sample of ``dataset`` (the true map
+    is the batch's target, or its first element where the task's target is a tuple)."""
     was = model.training
     model.eval()
     preds, targets = [], []
     for start in range(0, len(dataset), batch_size):
         batch = task.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         preds.append(task.predict(model, batch).cpu())
-        targets.append(batch[1].cpu())
+        target = batch[1][0] if isinstance(batch[1], (tuple, list)) else batch[1]  # (mask, extras...) or mask
+        targets.append(target.cpu())
     model.train(was)
     return torch.cat(preds), torch.cat(targets)
 
