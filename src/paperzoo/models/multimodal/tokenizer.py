@@ -132,3 +132,18 @@ class WordTokenizer(_Padded):
             if i not in (self.pad_id, self.sot_id):
                 out.append(self.words[i])
         return " ".join(out)
+
+
+def scene_words() -> list[str]:
+    """Every word the synthetic scenes' captions use (``paperzoo.data.shapes``), plus a few prompt words."""
+    from ...data.shapes import CLASSES, COLORS
+
+    grammar = ["a", "an", "empty", "scene", "small", "medium", "large", "in", "the", "at", "on", "top", "bottom",
+               "left", "right", "center", "and", ",", "."]
+    prompts = ["photo", "of", "picture", "shape", "drawing", "object"]
+    return [*grammar, *COLORS, *CLASSES, *prompts]
+
+
+def scene_tokenizer(context_length: int = 32) -> WordTokenizer:
+    """The word-level tokenizer of the synthetic scenes' captions."""
+    return WordTokenizer(scene_words(), context_length)
