@@ -6,7 +6,8 @@ A batch is the keypoint data's ``(images, targets)`` (images in [0, 1], targets 
 with the model's mean and std, and fed to the model as one batch of crops (no loop over boxes):
 
 * a **heatmap model** returns (N, P, h, w) heatmaps, or a list of them (one per stack, each supervised:
-  intermediate supervision); the loss is HRNet's ``JointsMSELoss`` against Gaussian targets, keypoints are the
+  intermediate supervision; ``intermediate=False`` supervises the last only); the loss is HRNet's ``JointsMSELoss``
+  against Gaussian targets, keypoints are the
   arg-max with the quarter-pixel shift of the last output (``flip=True``: averaged with the mirrored crop's
   heatmaps, left and right keypoints swapped);
 * a **regression model** (``model.pose_output == "coords"``, DeepPose) returns (N, P, 2) coordinates normalised
@@ -64,9 +65,10 @@ class PoseTask(Task):
 
     def __init__(self, input_size: tuple[int, int] | None = None, sigma: float = 2.0, flip: bool = False,
                  sigmas: Sequence[float] | None = None, flip_index: Any = None, categories: Sequence[str] | None = None,
-                 shift_heatmap: bool = False) -> None:
+                 shift_heatmap: bool = False, intermediate: bool = True) -> None:
         self.input_size = tuple(input_size) if input_size is not None else None
         self.sigma, self.flip, self.shift_heatmap = sigma, flip, shift_heatmap
+        self.intermediate = intermediate  # False: of a stack's outputs only the last is supervised
         self.sigmas = tuple(sigmas) if sigmas is not None else None
         self.flip_index, self.categories = flip_index, tuple(categories) if categories else None
 
@@ -138,7 +140,8 @@ class PoseTask(Task):
         last = out[-1] if isinstance(out, (list, tuple)) else out
         stride = size[0] / last.shape[-2]
         targets_hm, weights = hm.encode(points, vis, tuple(last.shape[-2:]), stride, self.sigma)
-        loss = hm.heatmap_loss(out, targets_hm.to(last.dtype), weights.to(last.dtype))
+        supervised = out if self.intermediate or not isinstance(out, (list, tuple)) else out[-1]
+        loss = hm.heatmap_loss(supervised, targets_hm.to(last.dtype), weights.to(last.dtype))
         return loss, {"mse": loss.detach()}
 
     @torch.no_grad()
