@@ -7,7 +7,7 @@
   module at the lowest 4x4 resolution, then another residual module and nearest-neighbour upsampling); the two are
   added. All modules keep 256 features.
 * **Stem** (Sec. 3.1): a 7x7 stride-2 convolution with 64 features, a residual module to 128, max pooling and two
-  residual modules to 256: 64x64 features for a 256x256 input.
+  residual modules to 256: 64x64 features for a 256x256 input (a narrower net scales 64 and 128 with its features).
 * **Stacking with intermediate supervision** (Sec. 3.2, Fig. 4 right): after each hourglass a residual module and a
   1x1 conv-BN-ReLU give the stack's features, a 1x1 convolution its heatmaps; the heatmaps (remapped by a 1x1
   convolution) and the features (another 1x1) are added to the stack's input to form the next stack's input.
@@ -90,8 +90,9 @@ class StackedHourglass(TopDownPose, nn.Module):
                  in_chans: int = 3, input_size: tuple[int, int] = (256, 256)) -> None:
         super().__init__()
         f = features
-        self.pre = nn.Sequential(Conv(in_chans, 64, 7, 2, bn=True, relu=True), Residual(64, 128), nn.MaxPool2d(2, 2),
-                                 Residual(128, 128), Residual(128, f))
+        q, h = f // 4, f // 2  # the stem's widths: 64 and 128 for the paper's 256 features
+        self.pre = nn.Sequential(Conv(in_chans, q, 7, 2, bn=True, relu=True), Residual(q, h), nn.MaxPool2d(2, 2),
+                                 Residual(h, h), Residual(h, f))
         self.hgs = nn.ModuleList(nn.Sequential(Hourglass(depth, f)) for _ in range(stacks))
         self.features = nn.ModuleList(nn.Sequential(Residual(f, f), Conv(f, f, 1, bn=True, relu=True)) for _ in range(stacks))
         self.outs = nn.ModuleList(Conv(f, num_keypoints, 1, relu=False) for _ in range(stacks))
