@@ -86,13 +86,21 @@ def build_dataset(cfg: TrainConfig, split: str) -> torch.utils.data.Dataset:
     return get_dataset(d.name, split, **kwargs)
 
 
-def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, num_keypoints: int | None = None) -> torch.nn.Module:
+    if num_keypoints and model_meta(cfg.model).task == "pose" and "num_keypoints" not in cfg.model_args:
+        cfg.model_args["num_keypoints"] = num_keypoints  # a pose net predicts the data's keypoints (and the weights say so)
     kwargs = dict(cfg.model_args)
     if cfg.drop_path_rate is not None:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     if model_meta(cfg.model).task == "classification":
         kwargs["in_chans"] = in_chans
     return create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes, **kwargs)
+
+
+def _num_keypoints(data: Any) -> int | None:
+    """Keypoints per object of keypoint data (the scenes' padded corner slots, a COCO json's names), else None."""
+    names = getattr(data, "keypoint_names", None)
+    return len(names) if names else getattr(data, "max_keypoints", None)
 
 
 def build_and_train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Trainer:
@@ -103,7 +111,7 @@ def build_and_train(cfg: TrainConfig, resume: bool = False, quiet: bool = False)
     train = build_dataset(cfg, "train")
     val = build_dataset(cfg, "val")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, train.num_classes, train.in_chans)
+    model = build_model(cfg, train.num_classes, train.in_chans, _num_keypoints(train))
     task = build_task(cfg, model.meta, train)
     trainer = Trainer(model, train, val, cfg, task=task, quiet=quiet)
     trainer.fit(resume=resume)
@@ -120,7 +128,7 @@ def evaluate_weights(cfg: TrainConfig, weights: Path, split: str = "val", source
     if not Path(weights).exists():
         raise PaperzooError(f"weights file not found: {weights}")
     ds = build_dataset(cfg, split)
-    model = build_model(cfg, ds.num_classes, ds.in_chans)
+    model = build_model(cfg, ds.num_classes, ds.in_chans, _num_keypoints(ds))
     load_weights(model, weights, source=source)
     device = "cuda" if torch.cuda.is_available() and cfg.device in ("auto", "cuda") else "cpu"
     task = build_task(cfg, model.meta, ds)
