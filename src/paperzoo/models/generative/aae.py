@@ -117,7 +117,7 @@ class AdversarialAutoencoder(nn.Module):
 
     def __init__(self, img_size: int = 28, in_chans: int = 1, code_dim: int = 8, hidden: int = 1000,
                  num_classes: int = 10, mode: str = "unsupervised", prior: str = "gaussian",
-                 prior_labels: bool = False, prior_std: float = 1.0) -> None:
+                 prior_labels: bool = False, prior_std: float = 1.0, reg_lr_scale: float = 1.0) -> None:
         super().__init__()
         if mode not in MODES:
             raise unknown("AAE mode", mode, MODES)
@@ -129,6 +129,7 @@ class AdversarialAutoencoder(nn.Module):
             raise ConfigError("prior_labels needs a prior with one part per class (mixture or swiss_roll)")
         self.img_size, self.in_chans, self.code_dim, self.num_classes = img_size, in_chans, code_dim, num_classes
         self.mode, self.prior, self.prior_labels, self.prior_std = mode, prior, prior_labels, prior_std
+        self.reg_lr_scale = reg_lr_scale  # learning rate of the regularisation phase relative to the others
         d = in_chans * img_size * img_size
         categorical = mode in ("semi-supervised", "clustering")
         k_in = num_classes if mode in ("supervised", "semi-supervised", "clustering") else 0
@@ -229,13 +230,16 @@ class AdversarialAutoencoder(nn.Module):
 
     def phases(self) -> list[Phase]:
         """Per mini-batch: reconstruction, then the regularisation phase (discriminator, then generator), then
-        (semi-supervised) classification."""
+        (semi-supervised) classification. Each phase has its own Adam, so each moves the encoder by about the
+        learning rate whatever its gradient's size: ``reg_lr_scale`` < 1 keeps the regularisation from swamping the
+        classification phase (the paper balances its phases by their SGD learning rates)."""
         gan = (0.5, 0.999)
+        r = self.reg_lr_scale
         discs = ["discriminator"] + (["cat_discriminator"] if hasattr(self, "cat_discriminator") else [])
         phases = [
             Phase("reconstruction", ["encoder", "decoder"], lambda m, x, y, g: (m.reconstruction_loss(x, y), {})),
-            Phase("discriminator", discs, lambda m, x, y, g: (m.discriminator_loss(x, y, g), {}), betas=gan),
-            Phase("generator", ["encoder"], lambda m, x, y, g: (m.generator_loss(x, y), {}), betas=gan),
+            Phase("discriminator", discs, lambda m, x, y, g: (m.discriminator_loss(x, y, g), {}), r, gan),
+            Phase("generator", ["encoder"], lambda m, x, y, g: (m.generator_loss(x, y), {}), r, gan),
         ]
         if self.mode == "semi-supervised":
             phases.append(Phase("classification", ["encoder"], lambda m, x, y, g: (m.classification_loss(x, y), {})))
