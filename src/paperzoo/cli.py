@@ -301,6 +301,21 @@ def predict(model: str, weights: Path, image: Path, out: Path, task: str | None,
 
 
 @app.command()
+@click.option("--model", required=True, help="Registered generative model name.")
+@click.option("--weights", type=click.Path(path_type=Path), required=True, help="Weights (.safetensors or torch checkpoint).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("grid.png"), show_default=True, help="Output PNG grid.")
+@click.option("-n", "--num", type=int, default=64, show_default=True, help="Number of samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise the samples are drawn from.")
+@click.option("--source", default="paperzoo", show_default=True, help="Whose key names the weights use (official, ...).")
+def sample(model: str, weights: Path, out: Path, num: int, seed: int, source: str) -> None:
+    """Draw samples from a trained generative model and write them as a PNG grid."""
+    from .run import sample_grid
+
+    result = sample_grid(model, weights, out, n=num, seed=seed, source=source)
+    console.print(f"wrote {result['samples']} samples of {'x'.join(map(str, result['shape']))} to {result['out']}")
+
+
+@app.command()
 def tasks() -> None:
     """The tasks a model can be trained and evaluated for (``--task``), with the data each one reads."""
     from .tasks import task_class, task_names

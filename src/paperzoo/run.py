@@ -86,7 +86,8 @@ def build_dataset(cfg: TrainConfig, split: str) -> torch.utils.data.Dataset:
     return get_dataset(d.name, split, **kwargs)
 
 
-def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, num_keypoints: int | None = None) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, num_keypoints: int | None = None,
+                image_size: Any = None) -> torch.nn.Module:
     if num_keypoints and model_meta(cfg.model).task == "pose" and "num_keypoints" not in cfg.model_args:
         cfg.model_args["num_keypoints"] = num_keypoints  # a pose net predicts the data's keypoints (and the weights say so)
     kwargs = dict(cfg.model_args)
@@ -94,6 +95,10 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, num_keypoints
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     if model_meta(cfg.model).task == "classification":
         kwargs["in_chans"] = in_chans
+    if model_meta(cfg.model).task == "generative":  # a generator is built for the data's channels and size
+        kwargs.setdefault("in_chans", in_chans)
+        if image_size is not None:
+            kwargs.setdefault("img_size", image_size[-1] if isinstance(image_size, (tuple, list)) else image_size)
     return create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes, **kwargs)
 
 
@@ -111,7 +116,7 @@ def build_and_train(cfg: TrainConfig, resume: bool = False, quiet: bool = False)
     train = build_dataset(cfg, "train")
     val = build_dataset(cfg, "val")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, train.num_classes, train.in_chans, _num_keypoints(train))
+    model = build_model(cfg, train.num_classes, train.in_chans, _num_keypoints(train), getattr(train, "image_size", None))
     task = build_task(cfg, model.meta, train)
     trainer = Trainer(model, train, val, cfg, task=task, quiet=quiet)
     trainer.fit(resume=resume)
@@ -128,7 +133,7 @@ def evaluate_weights(cfg: TrainConfig, weights: Path, split: str = "val", source
     if not Path(weights).exists():
         raise PaperzooError(f"weights file not found: {weights}")
     ds = build_dataset(cfg, split)
-    model = build_model(cfg, ds.num_classes, ds.in_chans, _num_keypoints(ds))
+    model = build_model(cfg, ds.num_classes, ds.in_chans, _num_keypoints(ds), getattr(ds, "image_size", None))
     load_weights(model, weights, source=source)
     device = "cuda" if torch.cuda.is_available() and cfg.device in ("auto", "cuda") else "cpu"
     task = build_task(cfg, model.meta, ds)
@@ -381,3 +386,33 @@ def explain_image(model: str, weights: Path, image: Path, out: Path, layer: str 
     prob = float(torch.softmax(logits, 1)[0, target])
     save_explanation(out, picture, heat, guided, f"{model}: {name} (p = {prob:.2f})")
     return {"class": target, "name": name, "probability": prob, "predicted": int(logits.argmax(1)), "out": str(out)}
+
+
+# ------------------------------------------------------------------------------------------- sample
+def sample_grid(model: str, weights: Path, out: Path, n: int = 64, seed: int = 0, source: str = "paperzoo",
+                nrow: int | None = None) -> dict[str, Any]:
+    """``paperzoo sample``: build a generative model as its weights were trained (the metadata paperzoo wrote:
+    model arguments, channels, image size), draw ``n`` samples from seeded noise and write them as one PNG grid."""
+    from .tasks.generative import save_grid
+
+    if not Path(weights).exists():
+        raise PaperzooError(f"weights file not found: {weights}")
+    meta = model_meta(model)
+    if meta.task != "generative":
+        raise PaperzooError(f"model '{model}' is not a generative model (its task is {meta.task}); sample needs one")
+    if n < 1:
+        raise PaperzooError(f"the number of samples must be at least 1, got {n}")
+    state, saved = _weights_and_metadata(Path(weights))
+    kwargs = dict(saved.get("model_args", {}))
+    if saved.get("mean") is not None:
+        kwargs.setdefault("in_chans", len(saved["mean"]))
+    size = saved.get("image_size")
+    if size is not None:
+        kwargs.setdefault("img_size", size[-1] if isinstance(size, list) else size)
+    net = create_model(model, **kwargs)
+    load_weights(net, state, source=source)
+    net.eval()
+    with torch.no_grad():
+        images = net.sample(n, generator=torch.Generator().manual_seed(seed))
+    save_grid(images, out, nrow=nrow)
+    return {"out": str(out), "samples": n, "shape": list(images.shape[1:])}
