@@ -15,8 +15,18 @@ The teacher can be any registered model; it runs in eval mode without gradients 
 images as the student.
 
 ``paperzoo train --model deit_tiny_distilled_patch16_224 distill.teacher=resnet20_cifar
-distill.teacher_weights=PATH`` builds this task (``build_distillation_task``). The distillation papers of
-section I (KD, ESKD, OFD) add their tasks beside it.
+distill.teacher_weights=PATH`` builds this task (``build_distillation_task``).
+
+The distillation papers of section I live beside it:
+
+* **KD** (Hinton, Vinyals & Dean, 2015; ``kd_loss``, task ``kd``): the student matches the teacher's class
+  probabilities softened by a temperature T, q_i = exp(z_i / T) / sum_j exp(z_j / T). The soft term's gradients
+  scale as 1/T^2 (section 2, eq. 2-4), so it is multiplied by T^2 to keep its weight against the hard-label
+  term when T changes: L = alpha T^2 KL(q^T_teacher || q^T_student) + (1 - alpha) CE(z_student, y). (The paper
+  writes the soft term as a cross-entropy with the soft targets; KL differs from it by the teacher's entropy,
+  a constant, so the gradients are the same.) In the high-temperature limit, with zero-mean logits, the
+  soft term's gradient T^2 dC/dz_i = T (q_i - p_i) tends to (z_i - v_i) / N: matching logits (eq. 4).
+  ``paperzoo train --model resnet20_cifar --task kd --teacher NAME --teacher-weights PATH``.
 """
 from __future__ import annotations
 
@@ -31,6 +41,26 @@ from .base import register_task
 from .classification import ClassificationTask
 
 KINDS = ("hard", "soft")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor | None = None,
+            temperature: float = 4.0, alpha: float = 0.9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hinton et al.'s loss: (total, soft term, hard term) with total = alpha T^2 KL(softmax(v/T) || softmax(z/T))
+    + (1 - alpha) CE(z, y), the KL averaged over the batch; z the student's logits, v the teacher's. Without
+    ``targets`` (transfer-set images without labels) the total is the T^2-scaled soft term alone.
+
+    Conventions differ between libraries: torchdistill's ``KDLoss(alpha=a)`` weights the *hard* term by a
+    and the soft term by 1 - a (and returns the unscaled KL when a is 0); here ``alpha`` weights the soft term,
+    as in DeiT's task."""
+    if temperature <= 0 or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"kd_loss needs temperature > 0 and 0 <= alpha <= 1, got T={temperature}, alpha={alpha}")
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits.float() / t, 1), F.log_softmax(teacher_logits.float() / t, 1),
+                    reduction="batchmean", log_target=True) * (t * t)
+    if targets is None:
+        return soft, soft, soft.new_zeros(())
+    hard = F.cross_entropy(student_logits.float(), targets)
+    return alpha * soft + (1 - alpha) * hard, soft, hard
 
 
 @register_task("deit-distillation")
@@ -103,3 +133,61 @@ def build_distillation_task(cfg: Any, num_classes: int | None, in_chans: int) ->
     teacher = create_model(d.teacher, num_classes=num_classes, in_chans=in_chans)
     load_weights(teacher, location, source=source or "paperzoo")
     return DeiTDistillationTask(teacher, d.type, d.alpha, d.tau, cfg.label_smoothing)
+
+
+def build_teacher(cfg: Any, num_classes: int | None, in_chans: int, task: str) -> nn.Module:
+    """The teacher ``cfg.distill`` names, built as a registered model and loaded strictly from
+    ``distill.teacher_weights`` (``SOURCE::PATH`` names a source); in eval mode, without gradients."""
+    from ..registry import create_model
+    from ..weights import load_weights
+
+    d = cfg.distill
+    if not d.teacher or not d.teacher_weights:
+        raise ConfigError(f"the {task} task needs a trained teacher: --teacher NAME --teacher-weights PATH "
+                          "(or distill.teacher=NAME distill.teacher_weights=PATH)")
+    source, _, location = d.teacher_weights.rpartition("::")
+    teacher = create_model(d.teacher, num_classes=num_classes, in_chans=in_chans)
+    load_weights(teacher, location, source=source or "paperzoo")
+    return teacher.eval().requires_grad_(False)
+
+
+class TeacherTask(ClassificationTask):
+    """A classification task with a frozen teacher run on the same images (eval mode, no gradients); the
+    student is scored as a classifier (``ClassificationTask``'s predict and accuracy)."""
+
+    def __init__(self, teacher: nn.Module) -> None:  # noqa: D107
+        super().__init__(0.0)
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def setup(self, trainer) -> None:
+        self.teacher.to(trainer.device)
+
+    @torch.no_grad()
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        self.teacher.eval()
+        return self.teacher.to(images.device)(images)
+
+
+@register_task("kd")
+class KDTask(TeacherTask):
+    """Knowledge distillation (Hinton et al., 2015): soft targets at temperature T with T^2 scaling, mixed
+    with the hard-label loss (``kd_loss``)."""
+
+    recipe = {"distill.tau": 4.0, "distill.alpha": 0.9}
+
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9) -> None:  # noqa: D107
+        super().__init__(teacher)
+        kd_loss(torch.zeros(1, 2), torch.zeros(1, 2), None, temperature, alpha)  # validates T and alpha
+        self.temperature, self.alpha = temperature, alpha
+
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> KDTask:
+        teacher = build_teacher(cfg, getattr(data, "num_classes", None), getattr(data, "in_chans", 3), "kd")
+        return cls(teacher, cfg.distill.tau, cfg.distill.alpha)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets = batch
+        logits = model(images)
+        total, soft, hard = kd_loss(logits, self.teacher_logits(images), targets, self.temperature, self.alpha)
+        return total, {"acc": (logits.argmax(1) == targets).float().mean(), "soft_loss": soft.detach(),
+                       "hard_loss": hard.detach()}
