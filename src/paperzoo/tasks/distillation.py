@@ -27,16 +27,23 @@ The distillation papers of section I live beside it:
   a constant, so the gradients are the same.) In the high-temperature limit, with zero-mean logits, the
   soft term's gradient T^2 dC/dz_i = T (q_i - p_i) tends to (z_i - v_i) / N: matching logits (eq. 4).
   ``paperzoo train --model resnet20_cifar --task kd --teacher NAME --teacher-weights PATH``.
+* **ESKD** (Cho & Hariharan, 2019; ``early_stopped_teacher``, task ``eskd``): a fully trained, larger teacher is
+  not always a better teacher for a small student -- the student cannot follow its sharp, overconfident
+  solution. Early-stopped KD distils from the teacher's checkpoint at an early epoch of its training instead of its
+  final weights, with the same KD loss (the paper's section 5). ``--task eskd --teacher NAME --teacher-weights
+  TEACHER_RUN_DIR distill.teacher_epoch=E`` loads the epoch-E checkpoint of that run (train the teacher with
+  ``keep_checkpoints`` large enough to keep it).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, unknown
+from ..errors import ConfigError, WeightsError, unknown
 from .base import register_task
 from .classification import ClassificationTask
 
@@ -146,9 +153,60 @@ def build_teacher(cfg: Any, num_classes: int | None, in_chans: int, task: str) -
         raise ConfigError(f"the {task} task needs a trained teacher: --teacher NAME --teacher-weights PATH "
                           "(or distill.teacher=NAME distill.teacher_weights=PATH)")
     source, _, location = d.teacher_weights.rpartition("::")
-    teacher = create_model(d.teacher, num_classes=num_classes, in_chans=in_chans)
+    run_dir = None
+    if task == "eskd":
+        if d.teacher_epoch is None:
+            raise ConfigError("the eskd task needs distill.teacher_epoch: the epoch of the teacher's run to distil from")
+        run_dir, source, location = Path(location), "paperzoo", str(early_stopped_teacher(location, d.teacher_epoch))
+    teacher = create_model(d.teacher, num_classes=num_classes, in_chans=in_chans, **teacher_model_args(location, run_dir))
     load_weights(teacher, location, source=source or "paperzoo")
     return teacher.eval().requires_grad_(False)
+
+
+def teacher_model_args(weights: str, run_dir: Path | None = None) -> dict[str, Any]:
+    """The model arguments the teacher was trained with (``model_args`` of ``paperzoo train``): from its run's
+    ``config.yaml`` or the metadata of a ``model.safetensors`` that ``paperzoo train`` wrote; else none."""
+    import json
+
+    import yaml
+
+    if run_dir is not None and (run_dir / "config.yaml").exists():
+        return dict((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model_args") or {})
+    if str(weights).endswith(".safetensors") and Path(weights).exists():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata() or {}
+        return dict(json.loads(meta.get("model_args", "{}")))
+    return {}
+
+
+def epoch_checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """The epoch-end checkpoints of a training run directory (``RUN/checkpoints/step-N``), by epoch."""
+    from ..train.checkpoint import list_checkpoints
+
+    root = Path(run_dir)
+    root = root / "checkpoints" if (root / "checkpoints").is_dir() else root
+    found: dict[int, Path] = {}
+    for path in list_checkpoints(root):
+        try:
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError):
+            continue
+        if state.get("batch_in_epoch", 1) == 0:
+            found[int(state["epoch"])] = path
+    return found
+
+
+def early_stopped_teacher(run_dir: str | Path, epoch: int) -> Path:
+    """ESKD's teacher: the weights (``model.safetensors``) of the checkpoint written at the end of ``epoch`` in the
+    teacher's run directory; a missing epoch is a one-line error that lists the epochs kept."""
+    found = epoch_checkpoints(run_dir)
+    if epoch not in found:
+        kept = ", ".join(map(str, sorted(found))) or "none"
+        raise WeightsError(f"no checkpoint of epoch {epoch} in {run_dir} (epochs kept: {kept}; train the teacher with "
+                           "keep_checkpoints large enough)")
+    return found[epoch] / "model.safetensors"
 
 
 class TeacherTask(ClassificationTask):
@@ -191,3 +249,14 @@ class KDTask(TeacherTask):
         total, soft, hard = kd_loss(logits, self.teacher_logits(images), targets, self.temperature, self.alpha)
         return total, {"acc": (logits.argmax(1) == targets).float().mean(), "soft_loss": soft.detach(),
                        "hard_loss": hard.detach()}
+
+
+@register_task("eskd")
+class ESKDTask(KDTask):
+    """Early-stopped knowledge distillation (Cho & Hariharan, 2019): the KD loss from a teacher checkpoint of an
+    early epoch (``early_stopped_teacher``)."""
+
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> ESKDTask:
+        teacher = build_teacher(cfg, getattr(data, "num_classes", None), getattr(data, "in_chans", 3), "eskd")
+        return cls(teacher, cfg.distill.tau, cfg.distill.alpha)
