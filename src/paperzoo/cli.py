@@ -201,9 +201,11 @@ def _check_overrides(args: tuple[str, ...] | list[str]) -> None:
 @click.option("--config", type=click.Path(path_type=Path), default=None, help="YAML recipe.")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue the run in this directory.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--teacher", default=None, help="Distillation tasks: the teacher's registered model name (distill.teacher).")
+@click.option("--teacher-weights", default=None, help="Distillation tasks: the teacher's checkpoint (distill.teacher_weights).")
 def train(overrides: tuple[str, ...], model: str | None, data: str | None, task: str | None, epochs: int | None,
           batch_size: int | None, lr: float | None, out: Path | None, config: Path | None, resume: Path | None,
-          checkpoint_every: int | None) -> None:
+          checkpoint_every: int | None, teacher: str | None, teacher_weights: str | None) -> None:
     """Train a model with the one Trainer.
 
     OVERRIDES are KEY=VALUE settings of any config key (e.g. amp=bf16 data.size=2000)."""
@@ -213,7 +215,8 @@ def train(overrides: tuple[str, ...], model: str | None, data: str | None, task:
 
     _check_overrides(overrides)
     flags = {"model": model, "data.name": data, "task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-             "out": str(out) if out else None, "checkpoint_every": checkpoint_every}
+             "out": str(out) if out else None, "checkpoint_every": checkpoint_every, "distill.teacher": teacher,
+             "distill.teacher_weights": teacher_weights}
 
     def layered(recipe: dict) -> TrainConfig:
         """The task's recipe, then the run's saved config (--resume), the YAML recipe, flags and KEY=VALUE."""

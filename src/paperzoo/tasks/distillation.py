@@ -15,22 +15,59 @@ The teacher can be any registered model; it runs in eval mode without gradients 
 images as the student.
 
 ``paperzoo train --model deit_tiny_distilled_patch16_224 distill.teacher=resnet20_cifar
-distill.teacher_weights=PATH`` builds this task (``build_distillation_task``). The distillation papers of
-section I (KD, ESKD, OFD) add their tasks beside it.
+distill.teacher_weights=PATH`` builds this task (``build_distillation_task``).
+
+The distillation papers of section I live beside it:
+
+* **KD** (Hinton, Vinyals & Dean, 2015; ``kd_loss``, task ``kd``): the student matches the teacher's class
+  probabilities softened by a temperature T, q_i = exp(z_i / T) / sum_j exp(z_j / T). The soft term's gradients
+  scale as 1/T^2 (section 2, eq. 2-4), so it is multiplied by T^2 to keep its weight against the hard-label
+  term when T changes: L = alpha T^2 KL(q^T_teacher || q^T_student) + (1 - alpha) CE(z_student, y). (The paper
+  writes the soft term as a cross-entropy with the soft targets; KL differs from it by the teacher's entropy,
+  a constant, so the gradients are the same.) In the high-temperature limit, with zero-mean logits, the
+  soft term's gradient T^2 dC/dz_i = T (q_i - p_i) tends to (z_i - v_i) / N: matching logits (eq. 4).
+  ``paperzoo train --model resnet20_cifar --task kd --teacher NAME --teacher-weights PATH``.
+* **ESKD** (Cho & Hariharan, 2019; ``early_stopped_teacher``, task ``eskd``): a fully trained, larger teacher is
+  not always a better teacher for a small student -- the student cannot follow its sharp, overconfident
+  solution. Early-stopped KD distils from the teacher's checkpoint at an early epoch of its training instead of its
+  final weights, with the same KD loss (the paper's section 5). ``--task eskd --teacher NAME --teacher-weights
+  TEACHER_RUN_DIR distill.teacher_epoch=E`` loads the epoch-E checkpoint of that run (train the teacher with
+  ``keep_checkpoints`` large enough to keep it).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, unknown
+from ..errors import ConfigError, WeightsError, unknown
 from .base import register_task
 from .classification import ClassificationTask
 
 KINDS = ("hard", "soft")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor | None = None,
+            temperature: float = 4.0, alpha: float = 0.9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hinton et al.'s loss: (total, soft term, hard term) with total = alpha T^2 KL(softmax(v/T) || softmax(z/T))
+    + (1 - alpha) CE(z, y), the KL averaged over the batch; z the student's logits, v the teacher's. Without
+    ``targets`` (transfer-set images without labels) the total is the T^2-scaled soft term alone.
+
+    Conventions differ between libraries: torchdistill's ``KDLoss(alpha=a)`` weights the *hard* term by a
+    and the soft term by 1 - a (and returns the unscaled KL when a is 0); here ``alpha`` weights the soft term,
+    as in DeiT's task."""
+    if temperature <= 0 or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"kd_loss needs temperature > 0 and 0 <= alpha <= 1, got T={temperature}, alpha={alpha}")
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits.float() / t, 1), F.log_softmax(teacher_logits.float() / t, 1),
+                    reduction="batchmean", log_target=True) * (t * t)
+    if targets is None:
+        return soft, soft, soft.new_zeros(())
+    hard = F.cross_entropy(student_logits.float(), targets)
+    return alpha * soft + (1 - alpha) * hard, soft, hard
 
 
 @register_task("deit-distillation")
@@ -103,3 +140,123 @@ def build_distillation_task(cfg: Any, num_classes: int | None, in_chans: int) ->
     teacher = create_model(d.teacher, num_classes=num_classes, in_chans=in_chans)
     load_weights(teacher, location, source=source or "paperzoo")
     return DeiTDistillationTask(teacher, d.type, d.alpha, d.tau, cfg.label_smoothing)
+
+
+def build_teacher(cfg: Any, num_classes: int | None, in_chans: int, task: str) -> nn.Module:
+    """The teacher ``cfg.distill`` names, built as a registered model and loaded strictly from
+    ``distill.teacher_weights`` (``SOURCE::PATH`` names a source); in eval mode, without gradients."""
+    from ..registry import create_model
+    from ..weights import load_weights
+
+    d = cfg.distill
+    if not d.teacher or not d.teacher_weights:
+        raise ConfigError(f"the {task} task needs a trained teacher: --teacher NAME --teacher-weights PATH "
+                          "(or distill.teacher=NAME distill.teacher_weights=PATH)")
+    source, _, location = d.teacher_weights.rpartition("::")
+    run_dir = None
+    if task == "eskd":
+        if d.teacher_epoch is None:
+            raise ConfigError("the eskd task needs distill.teacher_epoch: the epoch of the teacher's run to distil from")
+        run_dir, source, location = Path(location), "paperzoo", str(early_stopped_teacher(location, d.teacher_epoch))
+    teacher = create_model(d.teacher, num_classes=num_classes, in_chans=in_chans, **teacher_model_args(location, run_dir))
+    load_weights(teacher, location, source=source or "paperzoo")
+    return teacher.eval().requires_grad_(False)
+
+
+def teacher_model_args(weights: str, run_dir: Path | None = None) -> dict[str, Any]:
+    """The model arguments the teacher was trained with (``model_args`` of ``paperzoo train``): from its run's
+    ``config.yaml`` or the metadata of a ``model.safetensors`` that ``paperzoo train`` wrote; else none."""
+    import json
+
+    import yaml
+
+    if run_dir is not None and (run_dir / "config.yaml").exists():
+        return dict((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model_args") or {})
+    if str(weights).endswith(".safetensors") and Path(weights).exists():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata() or {}
+        return dict(json.loads(meta.get("model_args", "{}")))
+    return {}
+
+
+def epoch_checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """The epoch-end checkpoints of a training run directory (``RUN/checkpoints/step-N``), by epoch."""
+    from ..train.checkpoint import list_checkpoints
+
+    root = Path(run_dir)
+    root = root / "checkpoints" if (root / "checkpoints").is_dir() else root
+    found: dict[int, Path] = {}
+    for path in list_checkpoints(root):
+        try:
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError):
+            continue
+        if state.get("batch_in_epoch", 1) == 0:
+            found[int(state["epoch"])] = path
+    return found
+
+
+def early_stopped_teacher(run_dir: str | Path, epoch: int) -> Path:
+    """ESKD's teacher: the weights (``model.safetensors``) of the checkpoint written at the end of ``epoch`` in the
+    teacher's run directory; a missing epoch is a one-line error that lists the epochs kept."""
+    found = epoch_checkpoints(run_dir)
+    if epoch not in found:
+        kept = ", ".join(map(str, sorted(found))) or "none"
+        raise WeightsError(f"no checkpoint of epoch {epoch} in {run_dir} (epochs kept: {kept}; train the teacher with "
+                           "keep_checkpoints large enough)")
+    return found[epoch] / "model.safetensors"
+
+
+class TeacherTask(ClassificationTask):
+    """A classification task with a frozen teacher run on the same images (eval mode, no gradients); the
+    student is scored as a classifier (``ClassificationTask``'s predict and accuracy)."""
+
+    def __init__(self, teacher: nn.Module) -> None:  # noqa: D107
+        super().__init__(0.0)
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def setup(self, trainer) -> None:
+        self.teacher.to(trainer.device)
+
+    @torch.no_grad()
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        self.teacher.eval()
+        return self.teacher.to(images.device)(images)
+
+
+@register_task("kd")
+class KDTask(TeacherTask):
+    """Knowledge distillation (Hinton et al., 2015): soft targets at temperature T with T^2 scaling, mixed
+    with the hard-label loss (``kd_loss``)."""
+
+    recipe = {"distill.tau": 4.0, "distill.alpha": 0.9}
+
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9) -> None:  # noqa: D107
+        super().__init__(teacher)
+        kd_loss(torch.zeros(1, 2), torch.zeros(1, 2), None, temperature, alpha)  # validates T and alpha
+        self.temperature, self.alpha = temperature, alpha
+
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> KDTask:
+        teacher = build_teacher(cfg, getattr(data, "num_classes", None), getattr(data, "in_chans", 3), "kd")
+        return cls(teacher, cfg.distill.tau, cfg.distill.alpha)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets = batch
+        logits = model(images)
+        total, soft, hard = kd_loss(logits, self.teacher_logits(images), targets, self.temperature, self.alpha)
+        return total, {"acc": (logits.argmax(1) == targets).float().mean(), "soft_loss": soft.detach(),
+                       "hard_loss": hard.detach()}
+
+
+@register_task("eskd")
+class ESKDTask(KDTask):
+    """Early-stopped knowledge distillation (Cho & Hariharan, 2019): the KD loss from a teacher checkpoint of an
+    early epoch (``early_stopped_teacher``)."""
+
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> ESKDTask:
+        teacher = build_teacher(cfg, getattr(data, "num_classes", None), getattr(data, "in_chans", 3), "eskd")
+        return cls(teacher, cfg.distill.tau, cfg.distill.alpha)

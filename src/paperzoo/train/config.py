@@ -28,6 +28,7 @@ class DistillConfig:
     type: str = "hard"  # hard | soft
     alpha: float = 0.5  # weight of the distillation term (the label term gets 1 - alpha)
     tau: float = 1.0  # soft distillation temperature
+    teacher_epoch: int | None = None  # --task eskd: the epoch of the teacher's run (teacher_weights = its run directory)
 
 
 @dataclass

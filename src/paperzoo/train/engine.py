@@ -232,6 +232,8 @@ class Trainer:
         for cb in self.callbacks:
             cb.setup(self)
         self.sample_transforms = [cb.sample_transform for cb in self.callbacks if cb.sample_transform is not None]
+        if getattr(self.task, "sample_transform", None) is not None:  # a task's own views (BYOL's augmentation pair)
+            self.sample_transforms.append(self.task.sample_transform)
 
     def callback(self, kind: type) -> Any:
         """The first callback of class ``kind`` (e.g. ``trainer.callback(SWA).module``), or None."""
