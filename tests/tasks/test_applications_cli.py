@@ -28,3 +28,12 @@ def test_c5_wrong_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "divisible" in err[0]
+
+
+def test_pilotnet_trains_on_road_frames_over_the_scenes(tmp_path: Path) -> None:
+    """`paperzoo train --model pilotnet --data shapes`: the scenes become the scenery of rendered road frames."""
+    run = tmp_path / "pilotnet"
+    main(["train", "--model", "pilotnet", "--data", "shapes", "--epochs", "1", "--batch-size", "8", "--out", str(run),
+          "data.size=8", "data.val_size=8"])
+    last = _epochs(run)[-1]
+    assert 0 < last["val_rmse"] < 1 and "val_mae" in last

@@ -42,14 +42,15 @@ def shared_c5_data() -> Path | None:
 
 @dataclass
 class Config:
-    data: Data = field(default_factory=lambda: Data(image_size=32, train_size=1200, test_size=320, preset="medium",
+    data: Data = field(default_factory=lambda: Data(image_size=32, train_size=1000, test_size=320, preset="medium",
                                                     scale=(0.3, 0.7), knobs={"max_objects": 4}))
     recipe: Recipe = field(default_factory=lambda: Recipe(epochs=6, batch_size=16, optimizer="adam", lr=2e-3,
                                                           weight_decay=0.0, schedule="cosine"))
     bins: int = 32
     m: int = 5  # the miniature's m (the query + m - 1 images of its camera)
     images_per_camera: int = 40
-    camera_gain: float = 0.6  # per-channel camera gains exp(U(-g, g)): how far apart cameras are in log-chroma
+    camera_gain: float = 0.8  # per-channel camera gains exp(U(-g, g)): how far apart cameras are in log-chroma
+    light_spread: float = 0.4  # lights (exp(t), 1, exp(-t)), t ~ U(-s, s): the range of lights one camera sees
     seeds: tuple[int, ...] = (0, 1)
     real: bool = True  # the authors' weights on the IMX135 images, when ../shared/data/c5 is found
     real_draws: int = 5  # random draws of the six additional images (the paper repeats its tests ten times)
@@ -67,12 +68,12 @@ class CameraSet(Dataset):
     next ones in cyclic order) — and the true light."""
 
     def __init__(self, scenes: Dataset, cameras: torch.Tensor, per_camera: int, bins: int, m: int, seed: int,
-                 draw: bool) -> None:
+                 draw: bool, light_spread: float = 0.6) -> None:
         n = min(len(scenes), len(cameras) * per_camera)
         x = torch.stack([scenes[i][0] for i in range(n)]).double()
         reflect = (x * torch.tensor(scenes.std).view(1, -1, 1, 1) + torch.tensor(scenes.mean).view(1, -1, 1, 1)).clamp(0, 1) ** 2.2
         gen = torch.Generator().manual_seed(seed)
-        lights = random_illuminants(n, gen)
+        lights = random_illuminants(n, gen, spread=light_spread)
         raws, truths = [], []
         for c in range(0, n, per_camera):
             raw, truth = render_raw(reflect[c:c + per_camera], lights[c:c + per_camera], cameras[c // per_camera], 0.005, gen)
@@ -153,8 +154,8 @@ def run(cfg: Config, out: Path) -> Report:
     results: dict[str, Any] = {}
 
     def arm(m: int):
-        train = CameraSet(train_scenes, train_cams, per, cfg.bins, m, seed=1, draw=True)
-        test = CameraSet(test_scenes, test_cams, per, cfg.bins, m, seed=2, draw=False)
+        train = CameraSet(train_scenes, train_cams, per, cfg.bins, m, seed=1, draw=True, light_spread=cfg.light_spread)
+        test = CameraSet(test_scenes, test_cams, per, cfg.bins, m, seed=2, draw=False, light_spread=cfg.light_spread)
 
         def one(seed: int):
             model = seeded(seed, lambda: C5(bins=cfg.bins, m=m))
@@ -197,7 +198,7 @@ def run(cfg: Config, out: Path) -> Report:
         setup=(f"Miniature: {cfg.data.describe(train_scenes, test_scenes)} as reflectances (linearised with gamma 2.2), "
                f"rendered by {len(train_cams)} training and {len(test_cams)} held-out synthetic cameras ({per} images each; "
                f"gains exp(U(-{cfg.camera_gain:g}, {cfg.camera_gain:g})) on R and B, channel mixing up to 0.25), each image "
-               f"under its own light; C5 with {cfg.bins}-bin histograms trained from scratch with the paper's loss "
+               f"under its own light (exp(t), 1, exp(-t)), t ~ U(-{cfg.light_spread:g}, {cfg.light_spread:g}); C5 with {cfg.bins}-bin histograms trained from scratch with the paper's loss "
                f"(angular error + smoothness) for m = 1 and m = {cfg.m}: {recipe.describe()}, seeds {list(cfg.seeds)}. "
                "Training draws the m - 1 additional images of the query's camera at random; testing takes the next "
                "ones in order. " + ("Real: the authors' two released models on the 12 IMX135 raw images of "
