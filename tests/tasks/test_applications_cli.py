@@ -1,0 +1,39 @@
+"""Section J models through the one command line: a few training steps on the built-in data, and bad input as one
+clear line with exit status 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from paperzoo.cli import main
+
+
+def _epochs(run: Path) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "epoch"]
+
+
+def test_c5_trains_on_the_scenes_as_synthetic_cameras(tmp_path: Path) -> None:
+    run = tmp_path / "c5"
+    main(["train", "--model", "c5", "--data", "shapes", "--epochs", "1", "--batch-size", "8", "--out", str(run),
+          "data.size=16", "data.val_size=8", "data.image_size=16", "model_args.m=3", "model_args.bins=16"])
+    last = _epochs(run)[-1]
+    assert 0 < last["val_angular_error"] < 90 and "val_median" in last
+
+
+def test_c5_wrong_input_is_one_line(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "c5", "--data", "shapes", "--out", str(tmp_path / "r"), "model_args.bins=20"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "divisible" in err[0]
+
+
+def test_pilotnet_trains_on_road_frames_over_the_scenes(tmp_path: Path) -> None:
+    """`paperzoo train --model pilotnet --data shapes`: the scenes become the scenery of rendered road frames."""
+    run = tmp_path / "pilotnet"
+    main(["train", "--model", "pilotnet", "--data", "shapes", "--epochs", "1", "--batch-size", "8", "--out", str(run),
+          "data.size=8", "data.val_size=8"])
+    last = _epochs(run)[-1]
+    assert 0 < last["val_rmse"] < 1 and "val_mae" in last
