@@ -18,7 +18,6 @@ from torch import nn
 
 import paperzoo as pz
 from paperzoo.errors import DataError
-from paperzoo.models.detection._parts.grid import square_batch
 from paperzoo.models.detection.ssd import default_boxes, paper_scales
 
 VARIANTS = ["ssd300_vgg16", "ssdlite320_mobilenet_v3_large"]
@@ -101,7 +100,7 @@ def _canonical(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def test_head_outputs_and_default_boxes_equal_torchvision(pair, record_property) -> None:
     """Both heads' outputs (every default box's class logits and offsets, from resized, normalised input) and the
     default boxes themselves equal torchvision's."""
-    name, ours, ref, seen = pair
+    _, ours, ref, seen = pair
     cls, box = seen["head"]
     expected = seen["ref_head"]
     batch, _ = ref.transform(seen["images"])

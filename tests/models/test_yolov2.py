@@ -132,7 +132,7 @@ def test_passthrough_stacks_adjacent_features() -> None:
     with torch.no_grad():
         model(torch.rand(1, 3, 64, 64))
     fine, joined = seen["fine"], seen["joined"]
-    c, h, w = fine.shape[1:]
+    c = fine.shape[1]
     for ch, i, j, y, x in [(0, 0, 0, 0, 0), (c - 1, 1, 0, 0, 1), (2, 1, 1, 1, 0), (5, 0, 1, 1, 1)]:
         assert float(joined[0, 4 * ch + 2 * i + j, y, x]) == float(fine[0, ch, 2 * y + i, 2 * x + j])
     assert joined.shape[1] == 4 * c + model.head1[-1][0].out_channels

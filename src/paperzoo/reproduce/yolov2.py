@@ -76,7 +76,7 @@ def run(cfg: Config, out: Path) -> Report:
                b_name="k-means Euclidean, 5", metric="avg IoU (%)")],
         claim="k-means priors beat hand-picked ones of the same count, and the IoU distance beats the Euclidean one")
     rows = [{"priors": n, "avg IoU (%)": spread(values[n]), "per seed": per_seed(values[n]),
-             "priors (w, h) of seed %d" % cfg.seeds[0]: "; ".join(f"{w:.2f}x{h:.2f}" for w, h in priors[n])}
+             f"priors (w, h) of seed {cfg.seeds[0]}": "; ".join(f"{w:.2f}x{h:.2f}" for w, h in priors[n])}
             for n in arms]
     figures = [plots.bars(out, "avg_iou.png", values, "average IoU of each box with its closest prior",
                           ylabel="avg IoU (%)")]
@@ -88,7 +88,7 @@ def run(cfg: Config, out: Path) -> Report:
                f"(k-means until assignments stop changing) and scored on the held-out boxes by the average IoU with the "
                f"closest prior, shapes aligned at one centre. Hand-picked: sides {list(cfg.hand_sizes)} of the image x "
                f"ratios 1:2, 1:1, 2:1. Seeds {list(cfg.seeds)}."),
-        columns=["priors", "avg IoU (%)", "per seed", "priors (w, h) of seed %d" % cfg.seeds[0]],
+        columns=["priors", "avg IoU (%)", "per seed", f"priors (w, h) of seed {cfg.seeds[0]}"],
         rows=rows,
         decision=decision,
         differences=[

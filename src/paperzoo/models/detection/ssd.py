@@ -42,7 +42,7 @@ from ._coco import COCO_CATEGORIES
 from ._parts.backbone import trainable_layers
 from ._parts.box_coder import BoxCoder
 from ._parts.grid import check_targets, image_sizes, nms_per_image, square_batch
-from ._parts.sampler import BELOW_LOW, match_boxes, pad_boxes
+from ._parts.sampler import match_boxes, pad_boxes
 from ._parts.transform import as_xyxy
 
 __all__ = ["SSD", "default_boxes", "multibox_loss", "paper_scales"]

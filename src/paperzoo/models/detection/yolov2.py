@@ -26,7 +26,6 @@ probabilities towards one-hot (weight 1); averaged over images. Labels index cla
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
