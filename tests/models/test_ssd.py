@@ -18,7 +18,6 @@ from torch import nn
 
 import paperzoo as pz
 from paperzoo.errors import DataError
-from paperzoo.models.detection._parts.grid import square_batch
 from paperzoo.models.detection.ssd import default_boxes, paper_scales
 
 VARIANTS = ["ssd300_vgg16", "ssdlite320_mobilenet_v3_large"]
@@ -101,7 +100,7 @@ def _canonical(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def test_head_outputs_and_default_boxes_equal_torchvision(pair, record_property) -> None:
     """Both heads' outputs (every default box's class logits and offsets, from resized, normalised input) and the
     default boxes themselves equal torchvision's."""
-    name, ours, ref, seen = pair
+    _, ours, ref, seen = pair
     cls, box = seen["head"]
     expected = seen["ref_head"]
     batch, _ = ref.transform(seen["images"])
@@ -211,3 +210,14 @@ def test_detect_convention_and_bad_targets() -> None:
         model(images[:1], [{"boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0]]), "labels": torch.tensor([0])}])
     with pytest.raises(DataError, match="2 images but 1 targets"):
         model(images, _targets()[:1])
+
+
+def test_parameter_counts_match_torchvision_weights() -> None:
+    """The COCO builds have exactly the parameters torchvision's published weights list (num_params in their
+    metadata): 35,641,826 and 3,440,060 (SSDLite's reduced tail included)."""
+    from torchvision.models.detection import SSD300_VGG16_Weights, SSDLite320_MobileNet_V3_Large_Weights
+
+    with torch.device("meta"):
+        for name, w in [("ssd300_vgg16", SSD300_VGG16_Weights.COCO_V1),
+                        ("ssdlite320_mobilenet_v3_large", SSDLite320_MobileNet_V3_Large_Weights.COCO_V1)]:
+            assert sum(p.numel() for p in pz.create_model(name, pretrained=False).parameters()) == w.meta["num_params"]

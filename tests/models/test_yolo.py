@@ -14,8 +14,8 @@ from torchvision.ops import nms
 
 import paperzoo as pz
 from paperzoo.errors import DataError
-from paperzoo.models.detection.yolo import decode, yolo_loss
 from paperzoo.models.detection._parts.grid import postprocess
+from paperzoo.models.detection.yolo import decode, yolo_loss
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:

@@ -42,7 +42,7 @@ from ._coco import COCO_CATEGORIES
 from ._parts.backbone import trainable_layers
 from ._parts.box_coder import BoxCoder
 from ._parts.grid import check_targets, image_sizes, nms_per_image, square_batch
-from ._parts.sampler import BELOW_LOW, match_boxes, pad_boxes
+from ._parts.sampler import match_boxes, pad_boxes
 from ._parts.transform import as_xyxy
 
 __all__ = ["SSD", "default_boxes", "multibox_loss", "paper_scales"]
@@ -441,7 +441,7 @@ def _mobilenetv3_large(reduced_tail: bool, norm: Any, pretrained_backbone: Any) 
 
 @register_model(**_COCO, input_size=(3, 320, 320), reference={"torchvision": "ssdlite320_mobilenet_v3_large"},
                 weights={"torchvision": _TV + "ssdlite320_mobilenet_v3_large_coco-a79551df.pth"},
-                notes="without backbone weights MobileNetV3's last stage is halved (reduced tail), as torchvision builds it")
+                notes="without backbone weights (so also for the COCO weights) MobileNetV3's last stage is halved (reduced tail), as torchvision builds it")
 def ssdlite320_mobilenet_v3_large(pretrained_backbone: str | bool | None = None, num_classes: int = 91,
                                   trainable_backbone_layers: int | None = None, pretrained: bool = False,
                                   **kwargs: Any) -> SSD:
@@ -449,7 +449,8 @@ def ssdlite320_mobilenet_v3_large(pretrained_backbone: str | bool | None = None,
     boxes each (ratios 2 and 3), scales by eq. 4 from 0.2 to 0.95; BN eps 1e-3, momentum 0.03; score 0.001, NMS
     0.55, 300 candidates and detections."""
     norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
-    model = _mobilenetv3_large(not (pretrained or pretrained_backbone), norm, pretrained_backbone)
+    # torchvision halves the tail whenever no backbone weights are given, its COCO weights included
+    model = _mobilenetv3_large(not pretrained_backbone, norm, pretrained_backbone)
     if not pretrained_backbone:
         _normal(model)
     n_train = trainable_layers(pretrained or bool(pretrained_backbone), trainable_backbone_layers, 6, default=6)

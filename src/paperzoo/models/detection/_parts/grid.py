@@ -17,7 +17,7 @@ from torchvision.ops import batched_nms
 from ....errors import DataError
 from .transform import as_xyxy
 
-__all__ = ["check_targets", "image_sizes", "normalized_targets", "nms_per_image", "postprocess", "square_batch"]
+__all__ = ["check_targets", "image_sizes", "nms_per_image", "normalized_targets", "postprocess", "square_batch"]
 
 
 def image_sizes(images: Sequence[Tensor] | Tensor) -> list[tuple[int, int]]:
@@ -95,7 +95,7 @@ def postprocess(boxes: Tensor, scores: Tensor, sizes: Sequence[tuple[int, int]],
     ``batched_nms`` with the key image x C + class), and the best ``detections_per_img`` stay. Boxes are clipped to
     the image and returned in its pixels; classes below ``first_class`` are never reported.
     """
-    n, a, c = scores.shape
+    n, _, c = scores.shape
     scale = torch.tensor([[w, h, w, h] for h, w in sizes], dtype=boxes.dtype, device=boxes.device)
     boxes = boxes.clamp(0, 1) * scale[:, None]
     if first_class:
