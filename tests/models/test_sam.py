@@ -258,7 +258,7 @@ def test_promptable_task_pieces() -> None:
     from paperzoo.tasks.promptable import interior_points, mask_iou
 
     m = torch.zeros(2, 9, 9, dtype=torch.bool)
-    m[0, 1:8, 2:7] = True  # a 7 x 5 block: centre (x 4, y 4)
+    m[0, 1:8, 1:8] = True  # a 7 x 7 block: its centre (x 4, y 4) is the one pixel 4 erosions deep
     m[1, 0:3, 0:3] = True  # touching the corner: (1, 1)
     assert interior_points(m).tolist() == [[4.0, 4.0], [1.0, 1.0]]
     assert mask_iou(m[:1], m[:1]).item() == 1.0 and mask_iou(m[:1], m[1:]).item() == 0.0
