@@ -2,7 +2,8 @@
 
 Batches are images with their instance masks; every instance becomes a prompt on its image. Training follows the
 paper's recipe in one round: each step prompts every instance either with one point drawn uniformly from its mask
-(three masks out, "ambiguity-aware": only the lowest of the three losses is back-propagated) or with its box
+(three masks out, "ambiguity-aware": only the lowest of the three losses is back-propagated; with
+``multimask=False`` the single output instead, the paper's ablation without ambiguity awareness) or with its box
 (jittered by a standard deviation of 10% of the box side, at most 20 px; one mask out); the mask loss is focal +
 dice in a 20:1 ratio (torchvision's ``sigmoid_focal_loss``), and the IoU head regresses each mask's IoU with the
 ground truth by mean-squared error. The image is encoded once per step and shared by all its prompts.
@@ -75,8 +76,9 @@ class PromptableSegmentationTask(Task):
     data_defaults: dict[str, Any] = {"image_size": 64, "min_objects": 1, "max_objects": 3}
 
     def __init__(self, box_fraction: float = 0.5, focal_weight: float = 20.0, dice_weight: float = 1.0,
-                 seed: int = 0) -> None:
+                 multimask: bool = True, seed: int = 0) -> None:
         self.box_fraction, self.focal_weight, self.dice_weight = box_fraction, focal_weight, dice_weight
+        self.multimask = multimask  # False: point prompts train the single output too (no ambiguity awareness)
         self.generator = torch.Generator().manual_seed(seed)
 
     def collate(self, samples: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -134,7 +136,7 @@ class PromptableSegmentationTask(Task):
         if use_box:
             low, iou_pred = sam.decode(emb[index], boxes=prompt[0] * scale, multimask_output=False)
         else:
-            low, iou_pred = sam.decode(emb[index], prompt[0] * scale, prompt[1], multimask_output=True)
+            low, iou_pred = sam.decode(emb[index], prompt[0] * scale, prompt[1], multimask_output=self.multimask)
         logits = self._masks(sam, low, tuple(masks.shape[-2:]), scale).float()
         gt = masks[:, None].expand_as(logits).float()
         focal = sigmoid_focal_loss(logits, gt, reduction="none").flatten(2).mean(-1)  # (P, K)
