@@ -106,7 +106,8 @@ class HRBranch(nn.Module):
         self.conv_enc2x = ConvIBNormReLU(hr + 3, hr, 3, stride=2, padding=1)
         self.tohr_enc4x = ConvIBNormReLU(enc[1], hr, 1)
         self.conv_enc4x = ConvIBNormReLU(2 * hr, 2 * hr, 3, padding=1)
-        self.conv_hr4x = nn.Sequential(ConvIBNormReLU(3 * hr + 3, 2 * hr, 3, padding=1),
+        # the released code writes 3 * hr + 3: S's 1/8 features have hr (= 32) channels there
+        self.conv_hr4x = nn.Sequential(ConvIBNormReLU(2 * hr + enc[2] + 3, 2 * hr, 3, padding=1),
                                        ConvIBNormReLU(2 * hr, 2 * hr, 3, padding=1),
                                        ConvIBNormReLU(2 * hr, hr, 3, padding=1))
         self.conv_hr2x = nn.Sequential(ConvIBNormReLU(2 * hr, 2 * hr, 3, padding=1),
