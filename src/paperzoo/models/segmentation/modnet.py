@@ -254,7 +254,7 @@ def soc_losses(out: dict[str, torch.Tensor], backup: dict[str, torch.Tensor], se
     pseudo_s = down.detach() * (down.detach() > 0.01).float()
     pseudo_m = semantic.detach() * (semantic.detach() > 0.01).float()
     loss_s = semantic_scale * (F.mse_loss(semantic, pseudo_s) + F.mse_loss(down, pseudo_m))
-    count = boundary.sum((1, 2, 3))
+    count = boundary.sum((1, 2, 3)).clamp_min(1)  # an image with no predicted boundary adds 0 (NaN in the release)
 
     def consistency(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return ((boundary * (a - b).abs()).sum((1, 2, 3)) / count).mean()
