@@ -8,7 +8,7 @@ from helpers import perturb_, rel_err
 from transformers import BertConfig, BertModel
 
 import paperzoo as pz
-from paperzoo.models.multimodal.vilbert import box_encoding, masked_region_loss
+from paperzoo.models.multimodal.vilbert import box_encoding, masked_region_loss, pretraining_losses
 
 SMALL = dict(vocab_size=50, hidden=32, layers=4, heads=4, intermediate=64, v_feature_dim=12, v_hidden=24, v_layers=2,
              v_heads=4, v_intermediate=48, bi_hidden=16, bi_heads=4, t_biattention_id=(2, 3), v_biattention_id=(0, 1),
@@ -107,3 +107,24 @@ def test_box_encoding_and_region_loss_by_hand() -> None:
     assert abs(float(loss) - 0.0) < 1e-6  # the masked region's target is uniform too
     loss = masked_region_loss(logits, target, torch.tensor([[False, True]]))
     assert abs(float(loss) - float(torch.log(torch.tensor(2.0)))) < 1e-6
+
+
+def test_pretraining_losses_by_hand() -> None:
+    """Masked words: cross-entropy against the tied-embedding MLM logits at the masked positions of aligned pairs only;
+    alignment: cross-entropy of the 2-way head on h_CLS * h_IMG."""
+    model = pz.create_model("vilbert", **SMALL).eval()
+    ids, mask, feats, loc = _inputs()
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[1, 3] = 7, 9
+    targets = torch.softmax(torch.randn(2, 5, 7), -1)
+    masked = torch.zeros(2, 5, dtype=torch.bool)
+    masked[:, 1] = True
+    aligned = torch.tensor([1, 0])
+    with torch.no_grad():
+        losses = pretraining_losses(model, ids, feats, loc, labels, targets, masked, aligned, mask)
+        words, regions, h_cls, h_img = model(ids, feats, loc, mask)
+        logits = model.mlm_transform(words) @ model.text.embeddings.word_embeddings.weight.T + model.mlm_bias
+        assert rel_err(losses["mlm"], -logits[0, 2].log_softmax(-1)[7]) < 1e-5  # the unaligned pair's word is ignored
+        align = torch.nn.functional.cross_entropy(model.alignment_head(h_cls * h_img), aligned)
+        assert rel_err(losses["alignment"], align) < 1e-6
+        assert rel_err(losses["masked_region"], masked_region_loss(model.region_logits(regions)[:1], targets[:1], masked[:1])) < 1e-6

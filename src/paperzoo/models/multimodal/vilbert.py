@@ -31,7 +31,7 @@ from torch import nn
 from ...registry import register_model
 from ...weights import register_converter
 
-__all__ = ["ViLBERT", "CoAttention", "box_encoding", "masked_region_loss"]
+__all__ = ["ViLBERT", "CoAttention", "box_encoding", "masked_region_loss", "pretraining_losses"]
 
 
 def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -262,6 +262,26 @@ def masked_region_loss(logits: torch.Tensor, target_dist: torch.Tensor, masked: 
     kl = (target_dist * (target_dist.clamp_min(1e-12).log() - logp)).sum(-1)
     m = masked.float()
     return (kl * m).sum() / m.sum().clamp_min(1)
+
+
+def pretraining_losses(model: ViLBERT, token_ids: torch.Tensor, region_features: torch.Tensor,
+                       region_locations: torch.Tensor, mlm_labels: torch.Tensor, region_targets: torch.Tensor,
+                       region_masked: torch.Tensor, aligned: torch.Tensor, text_mask: torch.Tensor | None = None,
+                       region_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Section 3.2's two proxy tasks on one batch whose inputs are already masked (words replaced by [MASK], masked
+    regions' features zeroed, as in the paper; 15% of each):
+
+    * masked multimodal modelling: cross-entropy of the masked words (``mlm_labels``, -100 elsewhere) and
+      KL(detector distribution || prediction) for the masked regions (``region_targets`` (B, R, C), ``region_masked``);
+    * multimodal alignment: is the caption the image's own (``aligned`` 1) or another's (0), from h_IMG * h_CLS.
+    Masked modelling is meant for aligned pairs only; its terms are averaged over those (``aligned == 1``)."""
+    words, regions, h_cls, h_img = model(token_ids, region_features, region_locations, text_mask, region_mask)
+    pos = aligned.bool()
+    labels = mlm_labels.masked_fill(~pos[:, None], -100)
+    mlm = F.cross_entropy(model.mlm_logits(words).float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+    region = masked_region_loss(model.region_logits(regions), region_targets, region_masked & pos[:, None])
+    align = F.cross_entropy(model.alignment_logits(h_cls, h_img).float(), aligned.long())
+    return {"mlm": mlm, "masked_region": region, "alignment": align}
 
 
 @register_model(paper="vilbert", task="vqa", input_size=(3, 224, 224), num_classes=3129,
