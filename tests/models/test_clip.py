@@ -46,12 +46,15 @@ def _compare(ours: torch.nn.Module, ref: torch.nn.Module, size: int) -> None:
 
 
 @pytest.mark.paper("clip")
-def test_vit_equals_open_clip_quickgelu() -> None:
+@pytest.mark.parametrize("quick_gelu", [True, False])
+def test_vit_equals_open_clip(quick_gelu: bool) -> None:
     """A reduced ViT CLIP (2 + 2 layers, 4 heads, 32 px, patch 8) with open_clip's random perturbed weights gives
-    open_clip's image and text features (QuickGELU, causal mask, EOT pooling)."""
-    ref = _open_clip(dict(image_size=32, layers=2, width=128, head_width=32, patch_size=8))
+    open_clip's image and text features (causal mask, EOT pooling): QuickGELU as OpenAI trained it, and exact GELU
+    (``act="gelu"``) as LAION's open_clip models use."""
+    ref = perturb_(open_clip.model.CLIP(32, dict(image_size=32, layers=2, width=128, head_width=32, patch_size=8), TEXT,
+                                        quick_gelu=quick_gelu)).eval()
     ours = pz.create_model("clip_vit_b32", embed_dim=32, image_size=32, layers=2, width=128, heads=4, patch_size=8,
-                           **OURS_TEXT)
+                           act="quick_gelu" if quick_gelu else "gelu", **OURS_TEXT)
     _compare(pz.load_weights(ours, ref.state_dict(), source="open_clip").eval(), ref, 32)
 
 
