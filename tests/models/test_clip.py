@@ -150,8 +150,12 @@ def worker(rank, world, path, port):
     torch.save({"loss": loss.detach(), "grad": w.grad}, f"{path}/{rank}.pt")
     dist.destroy_process_group()
 
-if __name__ == "__main__":
-    mp.spawn(worker, args=(2, sys.argv[1], int(sys.argv[2])), nprocs=2, join=True)
+if __name__ == "__main__":  # this process is rank 0, one spawned process rank 1
+    other = mp.get_context("spawn").Process(target=worker, args=(1, 2, sys.argv[1], int(sys.argv[2])))
+    other.start()
+    worker(0, 2, sys.argv[1], int(sys.argv[2]))
+    other.join()
+    assert other.exitcode == 0
     img, txt, w = data()
     loss = loss_of(img, txt, w)
     loss.backward()
