@@ -233,3 +233,13 @@ def test_hf_weights_refuse_resnet_clip() -> None:
     model = pz.create_model("clip_rn50", layers=(1, 1, 1, 1), width=16, image_size=64, vocab_size=100, text_layers=1)
     with pytest.raises(pz.PaperzooError, match="ViT"):
         pz.load_weights(model, {"x": torch.zeros(1)}, source="transformers")
+
+
+def test_linear_probe_separates_separable_features() -> None:
+    from paperzoo.models.multimodal.clip import linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(3, 8, generator=g) * 5
+    y = torch.arange(30) % 3
+    x = centers[y] + 0.1 * torch.randn(30, 8, generator=g)
+    assert torch.equal(linear_probe(x[:15], y[:15], x[15:]), y[15:])
