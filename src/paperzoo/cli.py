@@ -285,13 +285,16 @@ def evaluate(overrides: tuple[str, ...], model: str, weights: Path, data: str, t
 @click.option("--source", default="paperzoo", show_default=True, help="Whose key names the weights use (timm, torchvision, ...).")
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Detectors: draw boxes scoring at least this.")
 @click.option("--num-classes", type=int, default=None, help="Classifier size (default: from the weights).")
+@click.option("--labels", default=None, help='CLIP: comma-separated class names for zero-shot labels ("a,b,c").')
+@click.option("--prompt", default=None, help="CLIPSeg: the text prompt of the mask.")
 def predict(model: str, weights: Path, image: Path, out: Path, task: str | None, source: str, score_threshold: float,
-            num_classes: int | None) -> None:
+            num_classes: int | None, labels: str | None, prompt: str | None) -> None:
     """Run a model on IMAGE and draw its prediction into a PNG: boxes, masks and keypoints, class maps, or top classes."""
     from .run import predict_image
 
     result = predict_image(model, weights, image, out, source=source, task=task, score_threshold=score_threshold,
-                           num_classes=num_classes)
+                           num_classes=num_classes, prompt=prompt,
+                           labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None)
     if "detections" in result:
         console.print(f"{len(result['detections'])} detections with score >= {score_threshold}")
         for d in result["detections"][:20]:
@@ -300,6 +303,10 @@ def predict(model: str, weights: Path, image: Path, out: Path, task: str | None,
         console.print(", ".join(f"{t['label']} {t['probability']:.3f}" for t in result["top"]))
     elif "classes" in result:
         console.print("classes present: " + (", ".join(result["classes"]) or "none"))
+    elif "caption" in result:
+        console.print(result["caption"])
+    elif "mask_fraction" in result:
+        console.print(f"'{result['prompt']}': {100 * result['mask_fraction']:.1f}% of the image")
     console.print(f"wrote {result['out']}")
 
 

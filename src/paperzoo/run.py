@@ -200,7 +200,8 @@ def read_image(path: Path, gray: bool = False) -> torch.Tensor:
 
 
 def predict_image(model: str, weights: Path, image: Path, out: Path, source: str = "paperzoo", task: str | None = None,
-                  score_threshold: float = 0.5, num_classes: int | None = None, topk: int = 5) -> dict[str, Any]:
+                  score_threshold: float = 0.5, num_classes: int | None = None, topk: int = 5,
+                  labels: list[str] | None = None, prompt: str | None = None) -> dict[str, Any]:
     """``paperzoo predict``: run a trained model on one image and draw what it predicts into a PNG — boxes with
     their class names and scores (and masks, keypoints) for detectors, the class map for segmenters, the top
     classes for classifiers. Classes, normalisation and input size come from the weights' metadata when
@@ -254,6 +255,10 @@ def predict_image(model: str, weights: Path, image: Path, out: Path, source: str
     mean, std = saved.get("mean", meta.mean), saved.get("std", meta.std)
     resized = TF.resize(picture, [size, size], antialias=True)
     x = ((resized.float() / 255 - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1))[None]
+    if task_name in ("contrastive", "prompted-segmentation", "captioning"):
+        from .models.multimodal.predict import predict_multimodal
+
+        return predict_multimodal(net, task_name, x, resized, picture, out, result, labels=labels, prompt=prompt)
     with torch.no_grad():
         y = net(x)
     if kind == "segmentation":

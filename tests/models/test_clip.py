@@ -46,12 +46,15 @@ def _compare(ours: torch.nn.Module, ref: torch.nn.Module, size: int) -> None:
 
 
 @pytest.mark.paper("clip")
-def test_vit_equals_open_clip_quickgelu() -> None:
+@pytest.mark.parametrize("quick_gelu", [True, False])
+def test_vit_equals_open_clip(quick_gelu: bool) -> None:
     """A reduced ViT CLIP (2 + 2 layers, 4 heads, 32 px, patch 8) with open_clip's random perturbed weights gives
-    open_clip's image and text features (QuickGELU, causal mask, EOT pooling)."""
-    ref = _open_clip(dict(image_size=32, layers=2, width=128, head_width=32, patch_size=8))
+    open_clip's image and text features (causal mask, EOT pooling): QuickGELU as OpenAI trained it, and exact GELU
+    (``act="gelu"``) as LAION's open_clip models use."""
+    ref = perturb_(open_clip.model.CLIP(32, dict(image_size=32, layers=2, width=128, head_width=32, patch_size=8), TEXT,
+                                        quick_gelu=quick_gelu)).eval()
     ours = pz.create_model("clip_vit_b32", embed_dim=32, image_size=32, layers=2, width=128, heads=4, patch_size=8,
-                           **OURS_TEXT)
+                           act="quick_gelu" if quick_gelu else "gelu", **OURS_TEXT)
     _compare(pz.load_weights(ours, ref.state_dict(), source="open_clip").eval(), ref, 32)
 
 
@@ -147,8 +150,12 @@ def worker(rank, world, path, port):
     torch.save({"loss": loss.detach(), "grad": w.grad}, f"{path}/{rank}.pt")
     dist.destroy_process_group()
 
-if __name__ == "__main__":
-    mp.spawn(worker, args=(2, sys.argv[1], int(sys.argv[2])), nprocs=2, join=True)
+if __name__ == "__main__":  # this process is rank 0, one spawned process rank 1
+    other = mp.get_context("spawn").Process(target=worker, args=(1, 2, sys.argv[1], int(sys.argv[2])))
+    other.start()
+    worker(0, 2, sys.argv[1], int(sys.argv[2]))
+    other.join()
+    assert other.exitcode == 0
     img, txt, w = data()
     loss = loss_of(img, txt, w)
     loss.backward()
@@ -226,3 +233,13 @@ def test_hf_weights_refuse_resnet_clip() -> None:
     model = pz.create_model("clip_rn50", layers=(1, 1, 1, 1), width=16, image_size=64, vocab_size=100, text_layers=1)
     with pytest.raises(pz.PaperzooError, match="ViT"):
         pz.load_weights(model, {"x": torch.zeros(1)}, source="transformers")
+
+
+def test_linear_probe_separates_separable_features() -> None:
+    from paperzoo.models.multimodal.clip import linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(3, 8, generator=g) * 5
+    y = torch.arange(30) % 3
+    x = centers[y] + 0.1 * torch.randn(30, 8, generator=g)
+    assert torch.equal(linear_probe(x[:15], y[:15], x[15:]), y[15:])

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.shapes import COLORS
-from ..models.multimodal.clip import ZeroShotClassifier, _clip
+from ..models.multimodal.clip import ZeroShotClassifier, _clip, linear_probe
 from ..models.multimodal.tokenizer import scene_tokenizer
 from ..registry import model_meta
 from ..tasks.contrastive import ContrastiveTask
@@ -89,18 +89,6 @@ def image_features(model, ds: Dataset, batch: int = 256) -> torch.Tensor:
     out = [model.encode_image(torch.stack([ds[j][0] for j in range(i, min(i + batch, len(ds)))]), normalize=True)
            for i in range(0, len(ds), batch)]
     return torch.cat(out)
-
-
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor) -> torch.Tensor:
-    """Logistic regression on frozen features (the paper's probe: L-BFGS, L2-regularised), scikit-learn's."""
-    import warnings
-
-    from sklearn.linear_model import LogisticRegression
-
-    with warnings.catch_warnings():  # one shot per class: "more unique classes than half the samples"
-        warnings.simplefilter("ignore", UserWarning)
-        clf = LogisticRegression(C=10.0, max_iter=1000).fit(train_x.numpy(), train_y.numpy())
-    return torch.as_tensor(clf.predict(test_x.numpy()))
 
 
 def run(cfg: Config, out: Path) -> Report:

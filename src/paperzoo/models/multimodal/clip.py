@@ -34,7 +34,7 @@ from torch import nn
 from ...registry import register_model
 from ...weights import register_converter
 
-__all__ = ["CLIP", "ModifiedResNet", "VisionTransformer", "ZeroShotClassifier", "clip_loss",
+__all__ = ["CLIP", "ModifiedResNet", "VisionTransformer", "ZeroShotClassifier", "clip_loss", "linear_probe",
            "CLIP_MEAN", "CLIP_STD", "OPENAI_TEMPLATES"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -382,6 +382,21 @@ class ZeroShotClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         f = self.model.encode_image(images, normalize=True)
         return self.model.scale() * f @ self.weight.to(f.dtype).T
+
+
+def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 C: float = 10.0) -> torch.Tensor:
+    """The linear-probe evaluation (section 3.2, appendix A.3): L2-regularised logistic regression (L-BFGS,
+    scikit-learn's) on frozen image features; returns the predicted labels of ``test_features``. The paper sweeps the
+    inverse regularisation ``C`` on a validation split."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings():  # one shot per class: "more unique classes than half the samples"
+        warnings.simplefilter("ignore", UserWarning)
+        clf = LogisticRegression(C=C, max_iter=1000).fit(train_features.float().cpu().numpy(), train_labels.cpu().numpy())
+    return torch.as_tensor(clf.predict(test_features.float().cpu().numpy()))
 
 
 # ---------------------------------------------------------------------------------------------- variants

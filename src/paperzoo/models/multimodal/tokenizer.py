@@ -97,6 +97,10 @@ class ClipTokenizer(_Padded):
         return super().encode_ids([" ".join(t.strip().split()) for t in texts])
 
 
+def _split_punctuation(text: str) -> str:
+    return text.replace(",", " , ").replace(".", " . ").replace("?", " ? ")
+
+
 class WordTokenizer(_Padded):
     """A word-level vocabulary (see the module docstring). ``words`` in order; duplicates are dropped."""
 
@@ -118,10 +122,10 @@ class WordTokenizer(_Padded):
     @classmethod
     def from_texts(cls, texts: Iterable[str], context_length: int = 32) -> WordTokenizer:
         """The vocabulary of ``texts`` (punctuation split off words), in order of first appearance."""
-        return cls((w for t in texts for w in t.replace(",", " ,").replace(".", " .").split()), context_length)
+        return cls((w for t in texts for w in _split_punctuation(t).split()), context_length)
 
     def encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return super().encode_ids([t.replace(",", " ,").replace(".", " .") for t in texts])
+        return super().encode_ids([_split_punctuation(t) for t in texts])
 
     def decode(self, ids: Sequence[int] | torch.Tensor, strip: bool = True) -> str:
         """Ids -> words, stopping at [EOS] and skipping padding and [SOS]."""
@@ -140,8 +144,8 @@ def scene_words() -> list[str]:
 
     grammar = ["a", "an", "empty", "scene", "small", "medium", "large", "in", "the", "at", "on", "top", "bottom",
                "left", "right", "center", "and", ",", "."]
-    prompts = ["photo", "of", "picture", "shape", "drawing", "object"]
-    return [*grammar, *COLORS, *CLASSES, *prompts]
+    prompts = ["photo", "of", "picture", "shape", "drawing", "object", "what", "is", "?"]
+    return [*grammar, *COLORS, *CLASSES, *prompts]  # new words go last: earlier ids stay put
 
 
 def scene_tokenizer(context_length: int = 32) -> WordTokenizer:
