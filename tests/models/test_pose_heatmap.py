@@ -145,3 +145,24 @@ def test_cli_train_and_predict_draws_keypoints(tmp_path: Path, capsys) -> None:
           "--out", str(tmp_path / "p.png"), "--score-threshold", "0"])
     with Image.open(tmp_path / "p.png") as drawn:
         assert drawn.size == (64, 64)
+
+
+def test_flip_index_from_coco_names() -> None:
+    from paperzoo.tasks.pose import flip_index_from_names
+
+    names = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder"]
+    assert flip_index_from_names(names) == [0, 2, 1, 4, 3, 6, 5]
+
+
+def test_a_users_coco_keypoint_json_trains_as_is(tmp_path: Path) -> None:
+    """The scenes written as a COCO keypoints json train the pose task from the command line (8 keypoints, no sigmas
+    in the file: the default OKS constant)."""
+    from paperzoo.cli import main
+    from paperzoo.data.coco import export_coco
+
+    path = export_coco(ShapesDataset("train", size=6, kind="keypoints", image_size=64, rotate=False), tmp_path / "coco")
+    run = tmp_path / "run"
+    main(["train", "--model", "pose_hrnet_w32", "--data", str(path), "--epochs", "1", "--batch-size", "3", "--out", str(run),
+          "model_args.input_size=[64,64]"])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "val_kp_map" in rows[-1] and "val_pck" in rows[-1]
