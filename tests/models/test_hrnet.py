@@ -65,7 +65,7 @@ def test_pose_heatmaps_at_quarter_resolution() -> None:
 
 
 @pytest.mark.paper("hrnet")
-@pytest.mark.parametrize("name, width", [("pose_hrnet_w32", 32), ("pose_hrnet_w48", 48)])
+@pytest.mark.parametrize("name, width", [("pose_hrnet_w32", 32), pytest.param("pose_hrnet_w48", 48, marks=pytest.mark.slow)])
 def test_pose_nets_have_the_official_checkpoint_layout(name: str, width: int, record_property) -> None:
     """The official pose code (leoxiaobin/deep-high-resolution-net.pytorch, lib/models/pose_hrnet.py) names its tensors
     as timm's classifier does, keeps only the 1/4 branch in the last module's fusion (``multi_scale_output=False``)
