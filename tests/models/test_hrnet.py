@@ -62,3 +62,25 @@ def test_pose_heatmaps_at_quarter_resolution() -> None:
     assert model.meta.task == "pose"
     last = model.stage4[-1]
     assert len(last.fuse_layers) == 1 and all(len(u.fuse_layers) == 4 for u in model.stage4[:-1])
+
+
+@pytest.mark.paper("hrnet")
+@pytest.mark.parametrize("name, width", [("pose_hrnet_w32", 32), pytest.param("pose_hrnet_w48", 48, marks=pytest.mark.slow)])
+def test_pose_nets_have_the_official_checkpoint_layout(name: str, width: int, record_property) -> None:
+    """The official pose code (leoxiaobin/deep-high-resolution-net.pytorch, lib/models/pose_hrnet.py) names its tensors
+    as timm's classifier does, keeps only the 1/4 branch in the last module's fusion (``multi_scale_output=False``)
+    and ends in ``final_layer``, a 1x1 convolution to the heatmaps. So a pose checkpoint's tensors are timm's backbone
+    tensors without the classification head and without ``stage4.2.fuse_layers.1-3``, plus ``final_layer``; ours
+    are exactly those, with the same shapes."""
+    with torch.device("meta"):
+        ref = timm.create_model(f"hrnet_w{width}").state_dict()
+        ours = pz.create_model(name, num_keypoints=17).state_dict()
+    head = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
+    expected = {k: v.shape for k, v in ref.items()
+                if not k.startswith(head) and not any(k.startswith(f"stage4.2.fuse_layers.{i}.") for i in (1, 2, 3))}
+    expected.update({"final_layer.weight": (17, width, 1, 1), "final_layer.bias": (17,)})
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v) for k, v in expected.items()}
+    record_property("num_tensors", len(ours))
+    with torch.device("meta"):
+        model = pz.create_model(name)
+        pz.load_weights(model, {k: torch.empty(v) for k, v in expected.items()}, source="official")

@@ -121,7 +121,7 @@ def test_pose_task_trains_and_scores_oks_ap_and_pck() -> None:
     tr = ShapesDataset("train", size=8, kind="keypoints", image_size=64, rotate=False)
     te = ShapesDataset("val", size=4, kind="keypoints", image_size=64, rotate=False)
     torch.manual_seed(0)
-    model = pz.create_model("pose_hrnet_w32", num_keypoints=8, input_size=(64, 64))
+    model = pz.create_model("pose_hrnet_w32", num_keypoints=8, input_size=(32, 32))
     task = get_task("pose", sigmas=tr.keypoint_sigmas, categories=tr.categories, flip=True)
     cfg = TrainConfig(model="pose_hrnet_w32", epochs=1, batch_size=4, lr=1e-3, optimizer="adam", log_every=10**9)
     row = Trainer(model, tr, te, cfg, task=task, quiet=True).fit()[-1]
@@ -134,7 +134,7 @@ def test_cli_train_and_predict_draws_keypoints(tmp_path: Path, capsys) -> None:
 
     run = tmp_path / "run"
     main(["train", "--model", "pose_hrnet_w32", "--data", "shapes", "--epochs", "1", "--batch-size", "4", "--out", str(run),
-          "data.size=4", "data.val_size=2", "model_args.input_size=[64,64]", "log_every=1"])
+          "data.size=4", "data.val_size=2", "model_args.input_size=[32,32]", "log_every=1"])
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "val_kp_map" in rows[-1]
     scene = tmp_path / "scene.png"
@@ -145,3 +145,25 @@ def test_cli_train_and_predict_draws_keypoints(tmp_path: Path, capsys) -> None:
           "--out", str(tmp_path / "p.png"), "--score-threshold", "0"])
     with Image.open(tmp_path / "p.png") as drawn:
         assert drawn.size == (64, 64)
+
+
+def test_flip_index_from_coco_names() -> None:
+    from paperzoo.tasks.pose import flip_index_from_names
+
+    names = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder"]
+    assert flip_index_from_names(names) == [0, 2, 1, 4, 3, 6, 5]
+
+
+@pytest.mark.slow
+def test_a_users_coco_keypoint_json_trains_as_is(tmp_path: Path) -> None:
+    """The scenes written as a COCO keypoints json train the pose task from the command line (8 keypoints, no sigmas
+    in the file: the default OKS constant)."""
+    from paperzoo.cli import main
+    from paperzoo.data.coco import export_coco
+
+    path = export_coco(ShapesDataset("train", size=6, kind="keypoints", image_size=64, rotate=False), tmp_path / "coco")
+    run = tmp_path / "run"
+    main(["train", "--model", "pose_hrnet_w32", "--data", str(path), "--epochs", "1", "--batch-size", "3", "--out", str(run),
+          "model_args.input_size=[32,32]"])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "val_kp_map" in rows[-1] and "val_pck" in rows[-1]

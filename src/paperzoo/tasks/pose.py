@@ -30,8 +30,13 @@ from .base import Evaluator, Task, register_task
 from .detection import unwrap
 
 
+DEFAULT_SIGMA = 0.05  # OKS constant per keypoint when the data give none and they are not COCO's 17 person keypoints
+
+
 class PoseEvaluator(Evaluator):
-    """COCO keypoint AP (pycocotools, settable OKS sigmas) and PCK@``alpha`` (box-normalised) in one evaluator."""
+    """COCO keypoint AP (pycocotools, settable OKS sigmas) and PCK@``alpha`` (box-normalised) in one evaluator.
+    Without ``sigmas``, COCO's person constants serve 17 keypoints and ``DEFAULT_SIGMA`` (the scenes' value) any other
+    number."""
 
     def __init__(self, sigmas: Sequence[float] | None = None, alpha: float = 0.2) -> None:
         from ..metrics import PCK, CocoEvaluator
@@ -43,6 +48,12 @@ class PoseEvaluator(Evaluator):
         self.coco.reset(), self.pck.reset()
 
     def update(self, predictions: Any, batch: Any) -> None:
+        if self.coco.kpt_oks_sigmas is None and batch[1]:
+            import numpy as np
+
+            p = int(batch[1][0]["visibility"].reshape(-1, batch[1][0]["keypoints"].shape[-2]).shape[-1])
+            if p != 17:
+                self.coco.kpt_oks_sigmas = np.full(p, DEFAULT_SIGMA)
         self.coco.update(predictions, batch)
         self.pck.update(predictions, batch)
 
@@ -52,6 +63,21 @@ class PoseEvaluator(Evaluator):
     def compute(self) -> dict[str, float]:
         coco = {("kp_" + k if not k.startswith("kp_") else k): v for k, v in self.coco.compute().items()}
         return {**coco, **self.pck.compute()}
+
+
+def flip_index_from_names(names: Sequence[str]) -> list[int]:
+    """The mirror permutation of named keypoints: ``left_x`` <-> ``right_x`` (also ``l_``/``r_`` prefixes), the others fixed."""
+    index = {n.lower(): i for i, n in enumerate(names)}
+    swaps = (("left", "right"), ("l_", "r_"))
+    out = []
+    for i, n in enumerate(names):
+        low, j = n.lower(), i
+        for a, b in swaps:
+            for x, y in ((a, b), (b, a)):
+                if low.startswith(x) and low.replace(x, y, 1) in index:
+                    j = index[low.replace(x, y, 1)]
+        out.append(j)
+    return out
 
 
 @register_task("pose")
@@ -74,7 +100,9 @@ class PoseTask(Task):
 
     @classmethod
     def from_config(cls, cfg: Any, data: Any = None) -> PoseTask:
-        return cls(sigmas=getattr(data, "keypoint_sigmas", None), categories=getattr(data, "categories", None))
+        task = cls(sigmas=getattr(data, "keypoint_sigmas", None), categories=getattr(data, "categories", None))
+        task.keypoint_names = list(getattr(data, "keypoint_names", None) or [])
+        return task
 
     def setup(self, trainer) -> None:
         data = trainer.train_data
@@ -113,6 +141,9 @@ class PoseTask(Task):
 
         if self.flip_index is not None:
             return torch.as_tensor(self.flip_index)
+        names = getattr(self, "keypoint_names", None)
+        if names:  # a COCO json's keypoints: "left_*" and "right_*" swap
+            return torch.as_tensor(flip_index_from_names(names))
         if self.categories is None:
             return None
         labels = torch.cat([t["labels"].reshape(-1) for t in targets])
