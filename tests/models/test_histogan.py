@@ -92,3 +92,23 @@ def test_the_histogram_sets_the_style_of_the_last_two_blocks() -> None:
     assert a.shape == (2, 3, 16, 16) and not torch.allclose(a, b)
     plain = pz.create_model("histogan", img_size=16, channels=8, latent_dim=16, bins=16, conditioned=False)
     assert plain.hist_projection is None and all(torch.equal(s, plain.mapping(z)) for s in plain.styles(z, None))
+
+
+@pytest.mark.paper("histogan")
+def test_modulated_convolution_is_stylegan2s_weight_demodulation(record_property) -> None:
+    """The per-sample modulated, demodulated kernel w'_jik = s_i w_jik / sqrt(sum_ik (s_i w_jik)^2 + 1e-8), applied
+    image by image, equals the layer's output."""
+    from paperzoo.models.generative.histogan import ModulatedConv
+
+    torch.manual_seed(0)
+    conv = ModulatedConv(4, 5, 3, style_dim=6)
+    x, w = torch.randn(3, 4, 7, 7), torch.randn(3, 6)
+    s = conv.style(w)
+    expected = []
+    for i in range(3):
+        k = conv.weight * s[i].view(1, -1, 1, 1)
+        k = k / (k.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8).sqrt()
+        expected.append(torch.nn.functional.conv2d(x[i:i + 1], k, padding=1))
+    err = float((conv(x, w) - torch.cat(expected)).abs().max())
+    record_property("max_abs_err_modulated_conv", err)
+    assert err < 1e-5

@@ -4,13 +4,11 @@ adversarial run ends bit-identical), a sample grid is written per epoch, and ``p
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, kill_and_resume
+from helpers import kill_and_resume
 
 import paperzoo as pz
 from paperzoo.data import DigitsDataset
@@ -117,7 +115,7 @@ def test_gradient_skipping_drops_large_updates(digits) -> None:
     assert all(torch.equal(v, trainer.model.discriminator.state_dict()[k]) for k, v in before.items())
 
 
-def test_cli_sample_writes_a_grid_and_rejects_bad_input(digits, tmp_path: Path) -> None:
+def test_cli_sample_writes_a_grid_and_rejects_bad_input(digits, tmp_path: Path, capsys) -> None:
     data = _data(digits)
     trainer, _ = _trainer(tmp_path / "run", data, epochs=1)
     trainer.fit()
@@ -129,9 +127,14 @@ def test_cli_sample_writes_a_grid_and_rejects_bad_input(digits, tmp_path: Path) 
 
     with Image.open(tmp_path / "grid.png") as im:
         assert im.size == (4 * 9 + 1, 4 * 9 + 1)  # 4 x 4 samples of 8 px, 1 px padding
-    bad = subprocess.run([sys.executable, "-m", "paperzoo", "sample", "--model", "resnet20_cifar", "--weights",
-                          str(tmp_path / "run" / "model.safetensors")], capture_output=True, cwd=ROOT)
-    assert bad.returncode == 2 and b"not a generative model" in bad.stderr and b"Traceback" not in bad.stderr
+    for args, message in ((["--model", "resnet20_cifar", "--weights", str(tmp_path / "run" / "model.safetensors")],
+                           "not a generative model"),
+                          (["--model", "aae", "--weights", str(tmp_path / "missing.safetensors")], "not found")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sample", *args])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -58,19 +58,20 @@ def rgbuv_histogram(images: torch.Tensor, bins: int = 64, sigma: float = 0.02, b
     log = torch.log(pixels + EPS)
     u = log - log[:, [1, 0, 0]]  # log R/G, log G/R, log B/R
     v = log - log[:, [2, 2, 1]]  # log R/B, log G/B, log B/G
-    centres = torch.linspace(boundary[0], boundary[1], bins, device=x.device, dtype=torch.float64)
-    ku, kv = (_kernel((t.double().unsqueeze(-1) - centres).abs(), method, sigma, boundary, bins).to(x.dtype)
-              for t in (u, v))
+    centres = torch.linspace(boundary[0], boundary[1], bins, device=x.device, dtype=torch.float64).to(x.dtype)
+    ku, kv = (_kernel(t.unsqueeze(-1) - centres, method, sigma, boundary, bins) for t in (u, v))
     weight = torch.sqrt(pixels.pow(2).sum(1) + EPS) if intensity_scale else torch.ones_like(pixels[:, 0])
     hist = torch.einsum("bn,bcnu,bcnv->bcuv", weight, ku, kv)
     return hist / (hist.sum(dim=(1, 2, 3), keepdim=True) + EPS)
 
 
 def _kernel(d: torch.Tensor, method: str, sigma: float, boundary: tuple[float, float], bins: int) -> torch.Tensor:
+    """k(d) of the signed distance d between a pixel's coordinate and a bin centre."""
     if method == "inverse-quadratic":
-        return 1 / (1 + (d / sigma) ** 2)
+        return torch.reciprocal(1 + (d * (1 / sigma)).square())
     if method == "RBF":
-        return torch.exp(-(d / sigma) ** 2)
+        return torch.exp(-(d * (1 / sigma)).square())
+    d = d.abs()
     width = (abs(boundary[0]) + abs(boundary[1])) / bins  # thresholding: the bin the pixel falls in (not differentiable)
     return (d <= width / 2).to(d.dtype)
 
@@ -90,8 +91,8 @@ def official_histogram_loss(generated: torch.Tensor, target: torch.Tensor) -> to
 
 # ------------------------------------------------------------------------------------------- StyleGAN2 parts
 class ModulatedConv(nn.Module):
-    """StyleGAN2's weight modulation (and demodulation): w'_ijk = s_i w_ijk / sqrt(sum_ik (s_i w_ijk)^2 + eps),
-    run as one grouped convolution over the batch."""
+    """StyleGAN2's weight modulation (and demodulation): w'_ijk = s_i w_ijk / sqrt(sum_ik (s_i w_ijk)^2 + eps)
+    (i input channel, j output channel, k kernel tap)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, demodulate: bool = True) -> None:
         super().__init__()
@@ -101,14 +102,14 @@ class ModulatedConv(nn.Module):
         self.demodulate, self.padding, self.out_ch = demodulate, kernel // 2, out_ch
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        b, c, h, wd = x.shape
         s = self.style(w)  # (B, in)
-        weight = self.weight[None] * s[:, None, :, None, None]
+        # scaling the input channels by s equals scaling the weights' input slices; demodulation is then a
+        # per-sample, per-output-channel factor (StyleGAN2's non-fused form: plain convolutions, no groups)
+        out = F.conv2d(x * s[:, :, None, None], self.weight, padding=self.padding)
         if self.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-        out = F.conv2d(x.reshape(1, b * c, h, wd), weight.reshape(b * self.out_ch, c, *weight.shape[3:]),
-                       padding=self.padding, groups=b)
-        return out.view(b, self.out_ch, h, wd)
+            d = torch.rsqrt(s.pow(2) @ self.weight.pow(2).sum(dim=(2, 3)).t() + 1e-8)  # (B, out)
+            out = out * d[:, :, None, None]
+        return out
 
 
 class SynthesisBlock(nn.Module):
