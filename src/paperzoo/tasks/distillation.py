@@ -33,9 +33,19 @@ The distillation papers of section I live beside it:
   final weights, with the same KD loss (the paper's section 5). ``--task eskd --teacher NAME --teacher-weights
   TEACHER_RUN_DIR distill.teacher_epoch=E`` loads the epoch-E checkpoint of that run (train the teacher with
   ``keep_checkpoints`` large enough to keep it).
+* **OFD** (Heo et al., 2019; ``OverhaulDistiller``, task ``ofd``): feature distillation at the end of each stage,
+  *before* the ReLU (section 3.2-3.4). The teacher's pre-ReLU feature T goes through a margin ReLU
+  sigma_m(T) = max(T, m) whose per-channel margin is the mean of its negative responses, m = E[x | x < 0], in
+  closed form from the BatchNorm before the ReLU (x ~ N(beta, gamma^2): m = beta - |gamma| phi(beta/|gamma|) /
+  Phi(-beta/|gamma|), or -3|gamma| when Phi(-beta/|gamma|) <= 0.001, ``bn_margin``); the student's feature S goes
+  through a connector (1x1 conv + BN, ``connector``); the partial L2 distance (eq. 3, ``partial_l2``) skips the
+  positions where the target is negative and the student is already below it, d_p = sum_i [S_i > T_i or T_i > 0]
+  (T_i - S_i)^2. Stage i of n is weighted 1 / 2^(n - i - 1); the task adds the sum / batch / 1000 to the
+  cross-entropy (the official CIFAR setting, ``weight``).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, WeightsError, unknown
+from ._heads import HeadsTraining
 from .base import register_task
 from .classification import ClassificationTask
 
@@ -260,3 +271,147 @@ class ESKDTask(KDTask):
     def from_config(cls, cfg: Any, data: Any = None) -> ESKDTask:
         teacher = build_teacher(cfg, getattr(data, "num_classes", None), getattr(data, "in_chans", 3), "eskd")
         return cls(teacher, cfg.distill.tau, cfg.distill.alpha)
+
+
+# ------------------------------------------------------------------------------------------- OFD
+def bn_margin(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Per channel m = E[x | x < 0] for x ~ N(bias, weight^2) (the BN output before a ReLU), -3|weight| where
+    P(x < 0) <= 0.001 (the official repository's rule)."""
+    s, m = weight.detach().double().abs().clamp_min(1e-12), bias.detach().double()
+    cdf = torch.special.ndtr(-m / s)
+    pdf = torch.exp(-(m / s) ** 2 / 2) / math.sqrt(2 * math.pi)
+    margin = m - s * pdf / cdf.clamp_min(1e-300)
+    return torch.where(cdf > 1e-3, margin, -3 * s).float()
+
+
+def partial_l2(source: torch.Tensor, target: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 with the margin ReLU: sum over positions of (sigma_m(T) - S)^2 except where sigma_m(T) <= 0 and
+    S <= sigma_m(T) (summed, not averaged)."""
+    target = torch.max(target, margin)
+    keep = (source > target) | (target > 0)
+    return ((source - target) ** 2 * keep).sum()
+
+
+def connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
+    """The student-side transform: 1x1 conv (no bias) + BatchNorm, conv ~ N(0, 2 / (k^2 c_out)), BN at (1, 0)."""
+    conv = nn.Conv2d(student_channels, teacher_channels, 1, bias=False)
+    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / teacher_channels))
+    return nn.Sequential(conv, nn.BatchNorm2d(teacher_channels))
+
+
+def prerelu_positions(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm2d]]:
+    """OFD's distillation positions in a ResNet: the last ReLU of the last block of each stage (its input is the
+    stage's pre-ReLU output) and the BatchNorm before it (the margin's statistics)."""
+    from ..weights import _inner
+
+    net = _inner(model)[0]
+    stages = [getattr(net, f"layer{i}") for i in range(1, 5) if hasattr(net, f"layer{i}")]
+    out = []
+    for stage in stages:
+        block = stage[-1]
+        for act, bn in (("act3", "bn3"), ("act2", "bn2")):
+            if isinstance(getattr(block, act, None), nn.ReLU) and isinstance(getattr(block, bn, None), nn.BatchNorm2d):
+                out.append((getattr(block, act), getattr(block, bn)))
+                break
+        else:
+            raise ConfigError(f"OFD: no pre-ReLU position found in the last block of a stage of {type(net).__name__}")
+    if not out:
+        raise ConfigError(f"OFD needs a ResNet-style network (layer1, layer2, ... stages), not {type(net).__name__}")
+    return out
+
+
+class _PreReLU:
+    """Forward pre-hooks that keep a copy of each position's input (the ReLUs are in place) while capturing."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.feats: list[torch.Tensor] | None = None
+        self.handles = [m.register_forward_pre_hook(self._hook(i)) for i, m in enumerate(modules)]
+        self.n = len(modules)
+
+    def _hook(self, i: int):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if self.feats is not None:
+                self.feats[i] = inputs[0].clone()
+        return hook
+
+    def run(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        self.feats = [None] * self.n
+        try:
+            out = net(x)
+            feats = self.feats
+        finally:
+            self.feats = None
+        return out, feats
+
+
+class OverhaulDistiller(nn.Module):
+    """Heo et al.'s distiller for a student and a (frozen) teacher ResNet: ``forward(x) -> (student logits,
+    distillation loss)``, the loss the sum over the stage ends of partial_l2(connector(S), sigma_m(T)) / 2^(n-i-1).
+    ``connectors`` are the trainable part beside the student; the margins are buffers computed once."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        super().__init__()
+        s_pos, t_pos = prerelu_positions(student), prerelu_positions(teacher)
+        if len(s_pos) != len(t_pos):
+            raise ConfigError(f"OFD: the student has {len(s_pos)} stages and the teacher {len(t_pos)}")
+        self.connectors = nn.ModuleList(connector(sb.num_features, tb.num_features) for (_, sb), (_, tb) in zip(s_pos, t_pos))
+        for i, (_, tb) in enumerate(t_pos):
+            self.register_buffer(f"margin{i}", bn_margin(tb.weight, tb.bias).view(1, -1, 1, 1))
+        self._student_hooks = _PreReLU([a for a, _ in s_pos])
+        self._teacher_hooks = _PreReLU([a for a, _ in t_pos])
+        self.teacher = [teacher]  # not a submodule: its weights are not the distiller's
+
+    def margins(self) -> list[torch.Tensor]:
+        return [getattr(self, f"margin{i}") for i in range(len(self.connectors))]
+
+    def loss(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        n = len(student_feats)
+        return sum(partial_l2(c(s.float()), t.float().detach(), m) / 2 ** (n - i - 1)
+                   for i, (c, s, t, m) in enumerate(zip(self.connectors, student_feats, teacher_feats, self.margins())))
+
+    def forward(self, student: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(student logits, teacher logits, distillation loss) on images ``x``."""
+        teacher = self.teacher[0]
+        with torch.no_grad():
+            t_out, t_feats = self._teacher_hooks.run(teacher.eval(), x)
+        s_out, s_feats = self._student_hooks.run(student, x)
+        return s_out, t_out, self.loss(s_feats, t_feats)
+
+
+@register_task("ofd")
+class OFDTask(HeadsTraining, TeacherTask):
+    """Overhaul of feature distillation (Heo et al., 2019): CE + pre-ReLU partial-L2 distillation through a margin ReLU
+    and connectors, optionally plus KD on the logits (``kd_alpha`` > 0)."""
+
+    def __init__(self, teacher: nn.Module, weight: float = 1e-3, kd_alpha: float = 0.0, temperature: float = 4.0) -> None:  # noqa: D107
+        super().__init__(teacher)
+        if weight < 0 or not 0.0 <= kd_alpha <= 1.0:
+            raise ConfigError(f"OFD needs weight >= 0 and 0 <= kd_alpha <= 1, got {weight}, {kd_alpha}")
+        self.weight, self.kd_alpha, self.temperature = weight, kd_alpha, temperature
+        self.heads = nn.ModuleDict()
+        self.distiller: OverhaulDistiller | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, data: Any = None) -> OFDTask:
+        return cls(build_teacher(cfg, getattr(data, "num_classes", None), getattr(data, "in_chans", 3), "ofd"))
+
+    def build(self, trainer: Any) -> None:
+        self.teacher.to(trainer.device)
+        self.distiller = OverhaulDistiller(trainer.model, self.teacher).to(trainer.device)
+        self.heads["distiller"] = self.distiller
+
+    def setup(self, trainer: Any) -> None:
+        HeadsTraining.setup(self, trainer)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets = batch
+        if self.distiller is None:  # used outside a Trainer
+            self.distiller = OverhaulDistiller(model, self.teacher).to(images.device)
+            self.heads["distiller"] = self.distiller
+        logits, t_logits, distill = self.distiller(model, images)
+        ce = F.cross_entropy(logits.float(), targets)
+        if self.kd_alpha > 0:
+            ce = kd_loss(logits, t_logits, targets, self.temperature, self.kd_alpha)[0]
+        feature = distill / len(images) * self.weight
+        return ce + feature, {"acc": (logits.argmax(1) == targets).float().mean(), "feature_loss": feature.detach(),
+                              "label_loss": ce.detach()}
