@@ -53,7 +53,7 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)
 
 
-SMOKE = dict(train_size=100, recipe=dict(epochs=1, batch_size=16), dim=32, width=8, seeds=(0,))
+SMOKE = dict(train_size=120, recipe=dict(epochs=1, batch_size=8), dim=32, width=8, seeds=(0,))
 FULL = dict(image_size=28, recipe=dict(epochs=20), seeds=(0, 1, 2, 3, 4))
 
 
