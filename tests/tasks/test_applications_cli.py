@@ -37,3 +37,19 @@ def test_pilotnet_trains_on_road_frames_over_the_scenes(tmp_path: Path) -> None:
           "data.size=8", "data.val_size=8"])
     last = _epochs(run)[-1]
     assert 0 < last["val_rmse"] < 1 and "val_mae" in last
+
+
+def test_ebm_trains_with_the_contrastive_energy_on_the_scenes(tmp_path: Path) -> None:
+    run = tmp_path / "ebm"
+    main(["train", "--model", "ebm_classifier", "--data", "shapes", "--epochs", "1", "--batch-size", "16", "--out", str(run),
+          "data.size=32", "data.val_size=16"])
+    assert 0 <= _epochs(run)[-1]["val_acc"] <= 1
+
+
+def test_crop_locator_trains_on_the_scenes_with_lens_traces(tmp_path: Path) -> None:
+    run = tmp_path / "crop"
+    main(["train", "--model", "crop_locator", "--data", "shapes", "--epochs", "1", "--batch-size", "8", "--out", str(run),
+          "data.size=8", "data.val_size=8", "model_args.patch_backbone=small", "model_args.global_backbone=small",
+          "model_args.width=4"])
+    last = _epochs(run)[-1]
+    assert 0 <= last["val_location_acc"] <= 1 and 0 <= last["val_crop_acc"] <= 1
