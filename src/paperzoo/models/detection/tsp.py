@@ -173,9 +173,11 @@ class FCOSBackbone(nn.Module):
 
 
 def _tower(channels: int, convs: int) -> nn.Sequential:
+    """convs x (3x3 conv, GroupNorm, ReLU): 32 groups at FCOS's 256 channels, fewer (4 channels or more each) on
+    narrow miniatures, whose 1x1 P7 would leave one value per group."""
     layers: list[nn.Module] = []
     for _ in range(convs):
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(32 if channels % 32 == 0 else 1, channels),
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(math.gcd(32, max(channels // 4, 1)), channels),
                    nn.ReLU()]
     return nn.Sequential(*layers)
 
@@ -418,7 +420,7 @@ def fcos_backbone(name: str = "resnet50", pretrained: str | bool | None = None, 
 
 
 @register_model(paper="tsp", task="detection", num_classes=91, categories=COCO_CATEGORIES, input_size=(3, 800, 800),
-                classifier=("class_embed", "foi_logits"), reference={"torchvision": "fcos_resnet50_fpn (backbone, FPN, towers)"},
+                classifier=("class_embed", "foi_logits"), reference={"torchvision": "fcos_resnet50_fpn"},
                 notes="labels index the sigmoid classes directly (COCO: 91 ids, 0 unused); losses come weighted; "
                       "no NMS at inference")
 def tsp_fcos_resnet50_fpn(pretrained_backbone: str | bool | None = None, num_classes: int = 91, **kwargs: Any) -> TSPFCOS:
