@@ -231,6 +231,9 @@ def predict_image(model: str, weights: Path, image: Path, out: Path, source: str
     chans = kwargs.get("in_chans", meta.input_size[0])
     picture = read_image(Path(image), gray=chans == 1)
     result: dict[str, Any] = {"out": str(out), "task": task_name}
+    if task_name == "promptable":
+        raise PaperzooError("predict: a promptable model needs prompts; use paperzoo.models.segmentation.sam.SamPredictor "
+                            "(points, boxes) or SamAutomaticMaskGenerator (everything) in Python")
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind in ("detection", "instances", "keypoints"):
         with torch.no_grad():
@@ -261,6 +264,12 @@ def predict_image(model: str, weights: Path, image: Path, out: Path, source: str
         return predict_multimodal(net, task_name, x, resized, picture, out, result, labels=labels, prompt=prompt)
     with torch.no_grad():
         y = net(x)
+    if kind == "matting":  # the image and its alpha matte side by side
+        matte = (y["matte"] if isinstance(y, dict) else y)[0, 0].float().clamp(0, 1)
+        shown = resized if chans == 3 else resized.expand(3, -1, -1)
+        write_png(torch.cat([shown, (matte * 255).round().to(torch.uint8).expand(3, -1, -1)], 2), str(out))
+        result["foreground_fraction"] = round(float(matte.mean()), 4)
+        return result
     if kind == "segmentation":
         logits = y["out"] if isinstance(y, dict) else y
         classes = logits.argmax(1)[0]
