@@ -72,6 +72,10 @@ class Only(Dataset):
     def __getitem__(self, i: int) -> Any:
         return self.dataset[self.indices[i]]
 
+    def scene(self, i: int) -> Any:
+        """The rendered scene behind sample ``i`` (of this subset, not of the whole dataset)."""
+        return self.dataset.scene(self.indices[i])
+
     def __getattr__(self, name: str) -> Any:
         if name in ("dataset", "indices"):
             raise AttributeError(name)
