@@ -134,6 +134,23 @@ def test_doubly_stochastic_penalty_on_a_hand_example(record_property) -> None:
         assert rel_err(loss, logs["nll"] + doubly_stochastic_penalty(al, ids[:, 1:] != 0)) < 1e-6
 
 
+def test_hard_attention_is_trained_by_the_score_function() -> None:
+    """No gradient flows through a sampled location; eq. 12's REINFORCE term gives the attention MLP one."""
+    model = pz.create_model("show_attend_tell", **TINY, hard=True).train()
+    x, ids = torch.randn(2, 3, 32, 32), torch.tensor([[4, 1, 2, 5], [4, 3, 5, 0]])
+    task = get_task("captioning", tokenizer=None)
+    task.baseline, task.entropy = -100.0, 0.0  # a baseline far from log p(y | s); no entropy bonus
+    task.reinforce = 0.0
+    task.loss(model, (x, ids, None))[0].backward()
+    assert model.att_w.weight.grad is None or float(model.att_w.weight.grad.abs().sum()) == 0  # nothing through a sample
+    model.zero_grad()
+    task.reinforce = 1.0
+    loss, logs = task.loss(model, (x, ids, None))
+    loss.backward()
+    assert model.att_w.weight.grad is not None and float(model.att_w.weight.grad.abs().sum()) > 0
+    assert logs["baseline"] != -100.0
+
+
 def test_hard_attention_picks_one_location() -> None:
     model = pz.create_model("show_attend_tell", **TINY, hard=True)
     x, ids = torch.randn(2, 3, 32, 32), torch.tensor([[4, 1, 2], [4, 3, 5]])

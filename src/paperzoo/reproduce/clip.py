@@ -41,7 +41,7 @@ class Config:
     data: Data = field(default_factory=lambda: Data(
         kind="captioning", image_size=32, train_size=4000, test_size=1000, preset="easy", scale=(0.35, 0.7),
         knobs={"classes": SHAPES, "max_objects": 1}))
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=20, batch_size=128, optimizer="adamw", lr=1e-3,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=15, batch_size=128, optimizer="adamw", lr=1e-3,
                                                           weight_decay=0.1, warmup_epochs=1))
     width: int = 96  # image transformer width (3 heads of 32), patch 8 -> 16 tokens + class token
     layers: int = 3
@@ -71,6 +71,10 @@ class Only(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         return self.dataset[self.indices[i]]
+
+    def scene(self, i: int) -> Any:
+        """The rendered scene behind sample ``i`` (of this subset, not of the whole dataset)."""
+        return self.dataset.scene(self.indices[i])
 
     def __getattr__(self, name: str) -> Any:
         if name in ("dataset", "indices"):

@@ -36,13 +36,13 @@ HELD_OUT = (("red", "circle"), ("green", "triangle"), ("blue", "square"), ("yell
 @dataclass
 class Config:
     data: Data = field(default_factory=lambda: Data(
-        kind="scene", image_size=32, train_size=4000, test_size=400, preset="easy", scale=(0.3, 0.5),
+        kind="scene", image_size=32, train_size=2500, test_size=400, preset="easy", scale=(0.3, 0.5),
         knobs={"classes": SHAPES, "min_objects": 1, "max_objects": 3}))
-    clip_recipe: Recipe = field(default_factory=lambda: Recipe(epochs=15, batch_size=128, optimizer="adamw", lr=1e-3,
+    clip_recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=128, optimizer="adamw", lr=1e-3,
                                                                weight_decay=0.1, warmup_epochs=1))
-    seg_recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=64, optimizer="adamw", lr=2e-3,
+    seg_recipe: Recipe = field(default_factory=lambda: Recipe(epochs=8, batch_size=64, optimizer="adamw", lr=2e-3,
                                                               weight_decay=1e-4, warmup_epochs=0.5))
-    width: int = 96
+    width: int = 64
     layers: int = 4
     patch_size: int = 4  # 8x8 token grid on 32 px; the decoder's head is one 4x4 transposed conv
     extract_layers: tuple[int, ...] = (1, 2, 3)  # 0-based, like the released (3, 6, 9) of 12

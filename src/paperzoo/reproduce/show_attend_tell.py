@@ -29,9 +29,9 @@ CLAIM = ("Deterministic soft attention over the convolutional grid beats a capti
 @dataclass
 class Config:
     data: Data = field(default_factory=lambda: Data(
-        kind="captioning", image_size=32, train_size=2000, test_size=300, preset="easy", scale=(0.3, 0.55),
+        kind="captioning", image_size=32, train_size=1500, test_size=300, preset="easy", scale=(0.3, 0.55),
         knobs={"min_objects": 1, "max_objects": 2}))
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=10, batch_size=64, optimizer="adam", lr=2e-3,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=8, batch_size=64, optimizer="adam", lr=2e-3,
                                                           weight_decay=0.0, warmup_epochs=0.5))
     backbone: str = "resnet20_cifar"
     embed_dim: int = 128

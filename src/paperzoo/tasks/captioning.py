@@ -59,12 +59,13 @@ class CaptioningTask(Task):
     recipe: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
 
     def __init__(self, tokenizer: Callable[[Sequence[str]], torch.Tensor] | None = None, beam_size: int = 3,
-                 max_len: int = 24, attention_penalty: float = 1.0) -> None:
+                 max_len: int = 24, attention_penalty: float = 1.0, reinforce: float = 1.0, entropy: float = 0.01) -> None:
         if tokenizer is None:
             from ..models.multimodal.tokenizer import scene_tokenizer
 
             tokenizer = scene_tokenizer()
         self.tokenizer, self.beam_size, self.max_len, self.attention_penalty = tokenizer, beam_size, max_len, attention_penalty
+        self.reinforce, self.entropy, self.baseline = reinforce, entropy, 0.0  # hard attention's eq. 12 terms
 
     def collate(self, samples: Sequence[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         images = torch.stack([s[0].as_subclass(torch.Tensor) for s in samples])
@@ -86,8 +87,20 @@ class CaptioningTask(Task):
         if isinstance(out, tuple):  # an attention model: add the doubly stochastic regulariser
             logits, alphas = out
             nll = self.nll(logits, ids)
-            penalty = doubly_stochastic_penalty(alphas, ids[:, 1:] != getattr(self.tokenizer, "pad_id", 0))
-            return nll + self.attention_penalty * penalty, {"nll": nll.detach(), "attention_penalty": penalty.detach()}
+            real = ids[:, 1:] != getattr(self.tokenizer, "pad_id", 0)
+            penalty = doubly_stochastic_penalty(alphas, real)
+            loss = nll + self.attention_penalty * penalty
+            logs = {"nll": nll.detach(), "attention_penalty": penalty.detach()}
+            inner = getattr(model, "module", model)
+            if getattr(inner, "hard", False) and inner.training:  # eq. 12: score function with a moving-average baseline
+                ll = -(F.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none") * real).sum(1)
+                advantage = (ll - self.baseline).detach()
+                score = (inner.sample_log_prob * real).sum(1)
+                entropy = (inner.sample_entropy * real).sum(1).mean()
+                loss = loss - self.reinforce * (advantage * score).mean() / real.sum(1).float().mean() - self.entropy * entropy
+                self.baseline = 0.9 * self.baseline + 0.1 * float(ll.mean())
+                logs["baseline"] = self.baseline
+            return loss, logs
         return self.nll(out, ids), {}
 
     @torch.no_grad()

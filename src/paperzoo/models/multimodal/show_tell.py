@@ -14,9 +14,11 @@ of the mean annotation (section 3.1.2); the output is the deep output layer
 p(y_t) = softmax(L_o(E y_{t-1} + L_h h_t + L_z z_t)) (eq. 7). Training adds the doubly stochastic penalty
 lambda * sum_i (1 - sum_t alpha_ti)^2 (eq. 14), which asks every location to be attended about once over the
 sentence. ``hard=True`` samples the location instead (stochastic "hard" attention, section 4.1): alpha becomes a
-one-hot draw from the attention distribution in training, and the arg-max location in evaluation; it is trained
-here by the same likelihood through the sample (no REINFORCE term), which is only a partial form of the paper's
-variational objective.
+one-hot draw from the attention distribution in training, and the arg-max location in evaluation. No gradient flows
+through a sample, so the attention is trained by eq. 12's score-function (REINFORCE) term: the captioning task adds
+-lambda_r (log p(y | s) - b) sum_t log p(s_t) with a moving-average baseline b, and an entropy bonus lambda_e H[s]; the
+model keeps the sampled locations' log-probabilities and entropies of its last forward pass for it
+(``sample_log_prob``, ``sample_entropy``).
 
 Both decoders share ``beam_search`` (batched over images and beams, no loop over the batch).
 """
@@ -25,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...registry import create_model, register_model
@@ -123,6 +124,7 @@ class ShowAttendTell(_Captioner):
                  backbone_args: dict | None = None, sot_id: int | None = None, eot_id: int | None = None) -> None:
         super().__init__(vocab_size, sot_id, eot_id)
         self.hard = hard
+        self._picks: list = []
         self.encoder = _encoder(backbone, pretrained_backbone, backbone_args)
         d = self.encoder.out_channels[-1]
         self.embed = nn.Embedding(vocab_size, embed_dim)  # E
@@ -145,6 +147,8 @@ class ShowAttendTell(_Captioner):
         alpha = e.softmax(dim=1)  # eq. 5
         if self.hard:  # stochastic hard attention: one location, sampled in training, the most likely one at test
             pick = torch.multinomial(alpha, 1) if self.training else alpha.argmax(1, keepdim=True)
+            self._picks.append((alpha.clamp_min(1e-12).log().gather(1, pick).squeeze(1),
+                                -(alpha * alpha.clamp_min(1e-12).log()).sum(1)))
             alpha = torch.zeros_like(alpha).scatter_(1, pick, 1.0)
         beta = torch.sigmoid(self.f_beta(h))  # section 4.2.1
         return alpha, beta * torch.bmm(alpha[:, None], a).squeeze(1)
@@ -167,10 +171,14 @@ class ShowAttendTell(_Captioner):
         alpha (B, L-1, H*W) of every step."""
         state = self.start(images)
         logits, alphas = [], []
+        self._picks = []
         for t in range(token_ids.shape[1] - 1):
             out, alpha, state = self._step(state, token_ids[:, t])
             logits.append(out)
             alphas.append(alpha)
+        if self.hard:  # (B, T) each: log p(s_t) of the sampled locations and the attention's entropy
+            self.sample_log_prob = torch.stack([p for p, _ in self._picks], 1)
+            self.sample_entropy = torch.stack([h for _, h in self._picks], 1)
         return torch.stack(logits, 1), torch.stack(alphas, 1)
 
     def step(self, state, tokens):
