@@ -24,7 +24,7 @@ from torch import nn
 
 from ...registry import register_model
 from ...weights import register_converter
-from ._heatmap import TopDownPose
+from ._heatmap import TopDownPose, check_input_size
 
 
 class Conv(nn.Module):
@@ -90,6 +90,7 @@ class StackedHourglass(TopDownPose, nn.Module):
     def __init__(self, stacks: int = 8, num_keypoints: int = 16, features: int = 256, depth: int = 4,
                  in_chans: int = 3, input_size: tuple[int, int] = (256, 256), stem: tuple[int, int] | None = None) -> None:
         super().__init__()
+        input_size = check_input_size("Stacked Hourglass", input_size, 4 * 2 ** depth)
         f = features
         q, h = stem or (f // 4, f // 2)  # the stem's widths: 64 and 128 for the paper's 256 features
         self.pre = nn.Sequential(Conv(in_chans, q, 7, 2, bn=True, relu=True), Residual(q, h), nn.MaxPool2d(2, 2),

@@ -30,7 +30,7 @@ from torch import nn
 
 from ...registry import register_model
 from ...weights import register_converter
-from ._heatmap import TopDownPose
+from ._heatmap import TopDownPose, check_input_size
 from .hrnet import Bottleneck, _bn, _transition, residual_layer
 
 
@@ -157,6 +157,7 @@ class HRFormer(TopDownPose, nn.Module):
                  num_keypoints: int = 17, in_chans: int = 3, window: int = 7, mlp_ratio: float = 4.0,
                  stage1: tuple[int, int] = (2, 64), input_size: tuple[int, int] = (256, 192)) -> None:
         super().__init__()
+        input_size = check_input_size("HRFormer", input_size, 32)
         self.conv1 = nn.Conv2d(in_chans, 64, 3, 2, 1, bias=False)
         self.bn1 = _bn(64)
         self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
