@@ -73,3 +73,25 @@ def test_every_stack_is_supervised(record_property) -> None:
     record_property("per_stack_loss", per_stack)
     assert torch.isclose(loss, torch.tensor(sum(per_stack)), rtol=1e-5)
     assert min(per_stack) > 0 and len({round(v, 8) for v in per_stack}) == 3
+
+
+@pytest.mark.paper("hourglass")
+def test_equals_the_official_pytorch_code(record_property) -> None:
+    """The authors' PyTorch PoseNet (reduced: 2 stacks, 16 features, 3 heatmaps; tests/fixtures/hourglass/README.md):
+    its weights load strictly through the ``official`` key map (their unused same-width skip convolutions dropped) and
+    every stack's heatmaps are equal."""
+    from safetensors.torch import load_file
+
+    from helpers import ROOT
+
+    data = load_file(str(ROOT / "tests/fixtures/hourglass/posenet_2stack_16f.safetensors"))
+    state = {k[len("weights."):]: v for k, v in data.items() if k.startswith("weights.")}
+    model = StackedHourglass(2, num_keypoints=3, features=16, depth=4, input_size=(64, 64), stem=(64, 128))
+    model.meta = pz.model_meta("hourglass_2stack")
+    pz.load_weights(model, state, source="official")
+    model.eval()
+    with torch.no_grad():
+        outs = model(data["input_nhwc"].permute(0, 3, 1, 2))
+    from helpers import rel_err
+
+    assert rel_err(torch.stack(outs, 1), data["output"]) < 1e-5

@@ -44,6 +44,7 @@ def _naive_window_attention(attn: WindowAttention, x: torch.Tensor) -> torch.Ten
     for a, (ya, xa) in enumerate(pos):
         for bb, (yb, xb) in enumerate(pos):
             bias[:, a, bb] = attn.relative_position_bias_table[(ya - yb + s - 1) * (2 * s - 1) + (xa - xb + s - 1)]
+    bias = bias if attn.relative_bias else torch.zeros_like(bias)
     wq, wk, wv = attn.qkv.weight.chunk(3)
     bq, bk, bv = attn.qkv.bias.chunk(3)
     d = c // heads
@@ -63,11 +64,12 @@ def _naive_window_attention(attn: WindowAttention, x: torch.Tensor) -> torch.Ten
 
 
 @pytest.mark.paper("hrformer")
-def test_window_attention_is_its_definition() -> None:
-    """Local-window MSA (Eq. 1-2) with the relative position bias, on a 9x12 map (padded to 14x14, four windows):
-    the batched SDPA version equals the window-by-window definition."""
+@pytest.mark.parametrize("relative_bias", [False, True])
+def test_window_attention_is_its_definition(relative_bias: bool) -> None:
+    """Local-window MSA (Eq. 1-2), as released (no bias in the logits) and with the relative position bias, on a 9x12
+    map (padded to 14x14, four windows): the batched SDPA version equals the window-by-window definition."""
     torch.manual_seed(0)
-    attn = WindowAttention(8, heads=2, window=7)
+    attn = WindowAttention(8, heads=2, window=7, relative_bias=relative_bias)
     with torch.no_grad():
         attn.relative_position_bias_table.normal_()
         x = torch.randn(2, 9, 12, 8)
@@ -88,3 +90,26 @@ def test_ffn_mixes_neighbouring_windows() -> None:
     ffn(x)[0, :, 6, 6].sum().backward()
     touched = (x.grad[0].abs().sum(0) > 0).nonzero().tolist()
     assert [7, 7] in touched and [6, 6] in touched and all(abs(i - 6) <= 1 and abs(j - 6) <= 1 for i, j in touched)
+
+
+@pytest.mark.paper("hrformer")
+def test_equals_the_official_pose_backbone(record_property) -> None:
+    """The official HRFormer pose backbone (reduced configuration, perturbed weights; tests/fixtures/hrformer/README.md)
+    loads strictly through the ``official`` key map and gives the same 1/4-resolution features (our heatmap layer
+    replaced by the identity): window attention with centre padding on odd-sized maps, the depthwise FFN, the
+    depthwise-separable downsampling and the bilinear upsampling (align_corners=False) of the fusion."""
+    from helpers import ROOT
+    from safetensors.torch import load_file
+
+    from paperzoo.models.pose.hrformer import HRFormer
+
+    data = load_file(str(ROOT / "tests/fixtures/hrformer/hrt_reduced.safetensors"))
+    state = {k[len("weights."):]: v for k, v in data.items() if k.startswith("weights.")}
+    model = HRFormer(8, (1, 2, 4, 8), (1, 1, 1), blocks=1, num_keypoints=3, window=4, stage1=(1, 16))
+    model.meta = pz.model_meta("hrformer_tiny")
+    state["final_layer.weight"], state["final_layer.bias"] = model.final_layer.weight.detach(), model.final_layer.bias.detach()
+    pz.load_weights(model, state, source="official")
+    model.final_layer = torch.nn.Identity()
+    model.eval()
+    with torch.no_grad():
+        assert rel_err(model(data["input"]), data["output"]) < 1e-5

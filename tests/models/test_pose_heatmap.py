@@ -167,3 +167,14 @@ def test_a_users_coco_keypoint_json_trains_as_is(tmp_path: Path) -> None:
           "model_args.input_size=[32,32]"])
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "val_kp_map" in rows[-1] and "val_pck" in rows[-1]
+
+
+def test_a_crop_size_the_strides_do_not_divide_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    from paperzoo.cli import main
+
+    with pytest.raises(pz.PaperzooError, match="multiples of 32"):
+        pz.create_model("pose_hrnet_w32", input_size=(50, 50))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--model", "hourglass_2stack", "--data", "shapes", "--out", str(tmp_path / "r"),
+              "model_args.input_size=[40,40]"])
+    assert exit_.value.code == 2 and "multiples of 64" in capsys.readouterr().err

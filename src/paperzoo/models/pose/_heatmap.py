@@ -188,6 +188,16 @@ def _shape_flip(name: str) -> list[int] | None:
 
 
 # ------------------------------------------------------------------------------------------ models
+def check_input_size(model: str, size: Sequence[int], multiple: int) -> tuple[int, int]:
+    """A crop size (H, W) the network's strides divide, else a one-line error naming the model."""
+    from ...errors import ConfigError
+
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0 or h % multiple or w % multiple:
+        raise ConfigError(f"{model}: input_size {h}x{w} must be positive multiples of {multiple} (its total stride)")
+    return h, w
+
+
 class TopDownPose:
     """Mixin of the pose networks: ``detect(images, boxes=None)``, the one path ``paperzoo predict`` uses — the
     keypoints in each box (default: the whole image) of CHW images in [0, 1], as detection-style dicts."""

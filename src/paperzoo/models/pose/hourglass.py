@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ...registry import register_model
-from ._heatmap import TopDownPose
+from ...weights import register_converter
+from ._heatmap import TopDownPose, check_input_size
 
 
 class Conv(nn.Module):
@@ -87,10 +88,11 @@ class StackedHourglass(TopDownPose, nn.Module):
     tensor per stack (the last is the prediction)."""
 
     def __init__(self, stacks: int = 8, num_keypoints: int = 16, features: int = 256, depth: int = 4,
-                 in_chans: int = 3, input_size: tuple[int, int] = (256, 256)) -> None:
+                 in_chans: int = 3, input_size: tuple[int, int] = (256, 256), stem: tuple[int, int] | None = None) -> None:
         super().__init__()
+        input_size = check_input_size("Stacked Hourglass", input_size, 4 * 2 ** depth)
         f = features
-        q, h = f // 4, f // 2  # the stem's widths: 64 and 128 for the paper's 256 features
+        q, h = stem or (f // 4, f // 2)  # the stem's widths: 64 and 128 for the paper's 256 features
         self.pre = nn.Sequential(Conv(in_chans, q, 7, 2, bn=True, relu=True), Residual(q, h), nn.MaxPool2d(2, 2),
                                  Residual(h, h), Residual(h, f))
         self.hgs = nn.ModuleList(nn.Sequential(Hourglass(depth, f)) for _ in range(stacks))
@@ -112,6 +114,22 @@ class StackedHourglass(TopDownPose, nn.Module):
                 x = x + self.merge_preds[i](preds) + self.merge_features[i](feature)
         return heatmaps
 
+
+def _from_official(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The authors' PyTorch code: the same names, except that their ``Merge`` wraps its convolution once more
+    (``merge_preds.i.conv.conv`` is our ``merge_preds.i.conv``); their residual modules always build a 1x1
+    ``skip_layer``, which their forward uses only where the widths differ, so the unused ones (absent here) are dropped."""
+    own = model.state_dict()
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith(("merge_features.", "merge_preds.")):
+            k = k.replace(".conv.conv.", ".conv.", 1)
+        if ".skip_layer." not in k or k in own:
+            out[k] = v
+    return out
+
+
+register_converter("hourglass", "official")(_from_official)
 
 _META = dict(task="pose", input_size=(3, 256, 256), num_classes=16)
 

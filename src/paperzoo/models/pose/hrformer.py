@@ -5,8 +5,9 @@ and fuse all branches repeatedly) with every residual unit of the multi-resoluti
 transformer block (Sec. 3, Fig. 1-2):
 
 * **Local-window self-attention** (Eq. 1-2): each branch's map is cut into non-overlapping 7x7 windows (centre
-  zero-padded to a multiple of 7) and multi-head self-attention runs inside each window with a learned relative
-  position bias, the windows in one batch (``F.scaled_dot_product_attention``, the bias as its additive mask).
+  zero-padded to a multiple of 7) and multi-head self-attention runs inside each window, the windows in one batch
+  (``F.scaled_dot_product_attention``). The official pose code builds a relative position bias table but does not add
+  it to the logits (the line is commented out); we follow the released code (``relative_bias=True`` adds it).
 * **FFN with a depthwise convolution** (Eq. 3): 1x1 conv (x4) - BN - GELU - 3x3 depthwise conv - BN - GELU - 1x1
   conv - BN - GELU, which exchanges information between the disconnected windows.
 * Pre-norm residuals with LayerNorm: ``x + MSA(LN(x))``, then ``x + FFN(LN(x))``.
@@ -28,16 +29,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...registry import register_model
-from ._heatmap import TopDownPose
+from ...weights import register_converter
+from ._heatmap import TopDownPose, check_input_size
 from .hrnet import Bottleneck, _bn, _transition, residual_layer
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside non-overlapping ``window`` x ``window`` windows with a relative position bias."""
+    """Multi-head self-attention inside non-overlapping ``window`` x ``window`` windows. The relative position bias
+    table is built as in the official code, which leaves its addition to the logits commented out; ``relative_bias``
+    True adds it (Swin's ``softmax(q k^T / sqrt(d) + B)``), False (the default) follows the released code."""
 
-    def __init__(self, dim: int, heads: int, window: int = 7) -> None:
+    def __init__(self, dim: int, heads: int, window: int = 7, relative_bias: bool = False) -> None:
         super().__init__()
-        self.heads, self.window = heads, window
+        self.heads, self.window, self.relative_bias = heads, window, relative_bias
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
@@ -55,8 +59,10 @@ class WindowAttention(nn.Module):
         hh, ww = h + ph, w + pw
         win = x.view(b, hh // s, s, ww // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
         q, k, v = self.qkv(win).view(len(win), s * s, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)  # (heads, s*s, s*s)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        bias = None
+        if self.relative_bias:
+            bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1).to(q.dtype)  # (heads, s*s, s*s)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = self.proj(out.transpose(1, 2).reshape(len(win), s * s, c))
         out = out.view(b, hh // s, ww // s, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hh, ww, c)
         return out[:, ph // 2: ph // 2 + h, pw // 2: pw // 2 + w]
@@ -82,10 +88,10 @@ class DWFFN(nn.Module):
 class TransformerBlock(nn.Module):
     """``x + MSA(LN(x))`` then ``x + FFN(LN(x))`` on a (B, C, H, W) map."""
 
-    def __init__(self, dim: int, heads: int, window: int = 7, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, dim: int, heads: int, window: int = 7, mlp_ratio: float = 4.0, relative_bias: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = WindowAttention(dim, heads, window)
+        self.attn = WindowAttention(dim, heads, window, relative_bias)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = DWFFN(dim, mlp_ratio)
 
@@ -135,8 +141,10 @@ class HRFormerUnit(nn.Module):
             y = row[0](xs[0])
             for i in range(1, len(xs)):
                 z = row[i](xs[i])
-                if i > r:
-                    z = F.interpolate(z, size=xs[r].shape[-2:], mode="bilinear", align_corners=False)
+                if i > r:  # as the official code: upsample by 2^(i - r), then resize where odd sizes leave a mismatch
+                    z = F.interpolate(z, scale_factor=2.0 ** (i - r), mode="bilinear", align_corners=False)
+                    if z.shape[-2:] != xs[r].shape[-2:]:
+                        z = F.interpolate(z, size=xs[r].shape[-2:], mode="bilinear", align_corners=False)
                 y = y + z
             out.append(self.relu(y))
         return out
@@ -149,6 +157,7 @@ class HRFormer(TopDownPose, nn.Module):
                  num_keypoints: int = 17, in_chans: int = 3, window: int = 7, mlp_ratio: float = 4.0,
                  stage1: tuple[int, int] = (2, 64), input_size: tuple[int, int] = (256, 192)) -> None:
         super().__init__()
+        input_size = check_input_size("HRFormer", input_size, 32)
         self.conv1 = nn.Conv2d(in_chans, 64, 3, 2, 1, bias=False)
         self.bn1 = _bn(64)
         self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
@@ -186,6 +195,32 @@ class HRFormer(TopDownPose, nn.Module):
             xs = getattr(self, f"stage{s}")(xs)
         return self.final_layer(xs[0])
 
+
+def _from_official(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The official pose code (HRNet/HRFormer, ``pose/mmpose/models/backbones/hrt.py``): its attention keeps separate
+    ``q_proj``/``k_proj``/``v_proj`` inside ``attn.attn`` (stacked here into ``attn.qkv``), ``out_proj`` is ``attn.proj``,
+    its relative position index is a stored buffer (derived here); mmpose's ``keypoint_head.final_layer`` is
+    ``final_layer``; a ``backbone.`` prefix (a whole TopDown checkpoint) is removed. Every other name is the same."""
+    out: dict[str, torch.Tensor] = {}
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in state_dict.items():
+        k = k.removeprefix("backbone.").replace("keypoint_head.final_layer.", "final_layer.")
+        if k.endswith("relative_position_index") or k.endswith("num_batches_tracked"):
+            continue
+        k = k.replace(".attn.attn.", ".attn.")
+        for name in ("q_proj", "k_proj", "v_proj"):
+            if f".attn.{name}." in k:
+                base, leaf = k.split(f".attn.{name}.")
+                parts.setdefault(f"{base}.attn.qkv.{leaf}", {})[name] = v
+                break
+        else:
+            out[k.replace(".attn.out_proj.", ".attn.proj.")] = v
+    for k, d in parts.items():
+        out[k] = torch.cat([d["q_proj"], d["k_proj"], d["v_proj"]])
+    return out
+
+
+register_converter("hrformer", "official")(_from_official)
 
 _META = dict(task="pose", input_size=(3, 256, 192), num_classes=17)
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from ...registry import register_model
 from ...weights import identity, register_converter
-from ._heatmap import TopDownPose
+from ._heatmap import TopDownPose, check_input_size
 
 BN_MOMENTUM = 0.1
 
@@ -237,6 +237,7 @@ class PoseHRNet(TopDownPose, HRNetBody):
 
     def __init__(self, width: int, num_keypoints: int = 17, in_chans: int = 3,
                  input_size: tuple[int, int] = (256, 192), **body: Any) -> None:
+        input_size = check_input_size("HRNet", input_size, 32)
         super().__init__(width, in_chans, last_single=True, **body)
         self.final_layer = nn.Conv2d(width, num_keypoints, 1)
         self.num_keypoints = num_keypoints
