@@ -85,7 +85,7 @@ def run(cfg: Config, out: Path) -> Report:
     decision = beats(fids[a], fids[b], a_name=a, b_name=b, metric=f"FID-shapes at {cfg.render_size} px",
                      lower_is_better=True)
     save_grid(torch.cat([real[:8], shown["small"], shown["upsampled"], shown["direct"]]), out / "renders.png", nrow=8)
-    rows = [{"images at {0} px".format(cfg.render_size): n, "FID-shapes": spread(v, 2), "per seed": per_seed(v, 2)}
+    rows = [{f"images at {cfg.render_size} px": n, "FID-shapes": spread(v, 2), "per seed": per_seed(v, 2)}
             for n, v in fids.items()]
     figures = [plots.bars(out, "fid_shapes.png", fids, f"FID-shapes at {cfg.render_size} px (lower is better)",
                           ylabel="FID-shapes"), "renders.png"]
