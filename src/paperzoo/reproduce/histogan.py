@@ -31,7 +31,7 @@ CLAIM = ("Conditioning a StyleGAN2-like generator on a target colour histogram (
 class Config:
     data: Data = field(default_factory=lambda: Data(name="shapes", image_size=16, train_size=1600, test_size=200,
                                                     preset="medium", scale=(0.4, 0.9)))
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=6, batch_size=32, optimizer="adam", lr=2e-3,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=5, batch_size=32, optimizer="adam", lr=2e-3,
                                                           weight_decay=0.0, schedule="constant", momentum=0.0))
     bins: int = 16  # the paper: 64
     channels: int = 32

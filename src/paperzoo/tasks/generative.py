@@ -9,7 +9,8 @@ then the generator update — each with **its own Adam optimizer** (kept by the 
 gradient norm exceeds ``skip_above`` is dropped, VDVAE's stability trick). All phase learning rates follow the
 run's schedule: phase lr = ``phase.lr_scale`` x the Trainer's current lr (``--lr``, ``schedule=``).
 
-Random draws inside a loss (prior samples, noise) take the ``generator`` the task passes: the Trainer's
+Under torchrun the losses run on the unwrapped model and each phase's gradients are averaged across processes by
+an all-reduce before its step. Random draws inside a loss (prior samples, noise) take the ``generator`` the task passes: the Trainer's
 checkpointed batch-level generator, so a killed and resumed run draws the same numbers.
 
 The model also implements ``sample(n, generator) -> images in [0, 1]`` (a grid of them is written to
@@ -175,6 +176,11 @@ class GenerativeTask(Task):
                 value, extra = trainer.forward_backward(
                     (x, y), lambda net, b, phase=phase: phase.loss(_inner(net), b[0], b[1], trainer.generator))
                 params = [p for g in opt.param_groups for p in g["params"]]
+                if trainer.info.enabled:  # the losses run on the unwrapped model: average the gradients by hand
+                    for p in params:
+                        if p.grad is not None:
+                            torch.distributed.all_reduce(p.grad)
+                            p.grad /= trainer.info.world
                 if phase.clip > 0 or phase.skip_above > 0:
                     trainer.scaler.unscale_(opt)
                     norm = float(torch.nn.utils.clip_grad_norm_(params, phase.clip if phase.clip > 0 else float("inf")))

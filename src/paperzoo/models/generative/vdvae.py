@@ -21,7 +21,6 @@ Inputs are images in [0, 1] (NCHW); ``source="official"`` loads the weights of o
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
