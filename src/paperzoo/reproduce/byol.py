@@ -3,11 +3,13 @@
 The paper (Grill et al., 2020) reports that the linear evaluation of BYOL's ResNet-50 (74.3% on ImageNet) is far
 above that of a randomly initialised one (its Table 5a and the baselines: a random network scores 4.4%) and, in the
 ablation of section 5 (Table 5b), that removing the predictor while keeping the moving-average target makes the
-representation collapse (0.3% top-1). Here a CIFAR ResNet-20 (width ``width``) on the synthetic scenes is trained
+representation collapse (0.3% top-1). Here a CIFAR ResNet-20 (width ``width``) on the real handwritten digits is trained
 with ``paperzoo.tasks.byol.BYOLTask`` (the paper's augmentation pair, EMA target with tau 0.996 -> 1 by cosine,
 symmetric normalised MSE), once with and once without the predictor, from several seeds, and compared with the
 same network at its random initialisation. Each is scored by a linear probe (logistic regression) and a k-NN
-classifier on its frozen pooled features, fitted on the training scenes' labels and scored on held-out scenes.
+classifier on its frozen pooled features, fitted on the training digits' labels and scored on held-out digits. (On
+the synthetic scenes at 16 px even supervised training of this network stays near chance within the budget, so
+the default uses the digits; ``data.name=shapes`` runs the scenes.)
 """
 from __future__ import annotations
 
@@ -30,22 +32,22 @@ ARMS = ("random init", "BYOL", "BYOL without predictor")
 
 @dataclass
 class Config:
-    data: Data = field(default_factory=lambda: Data("shapes", image_size=16, train_size=2000, test_size=1000))
+    data: Data = field(default_factory=lambda: Data("digits", image_size=16, train_size=None, test_size=None))
     width: int = 8
     steps: int = 200  # the two augmented views cost ~2-3 ms each per sample on one thread: 200 x 64 x 2 x 2 arms x 2 seeds ~ 8 min
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 1e-6
     hidden_dim: int = 512  # paper: 4096
     out_dim: int = 64  # paper: 256
     tau_base: float = 0.996
-    crop_scale: tuple[float, float] = (0.2, 1.0)  # paper: (0.08, 1) on 224 px images
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # paper: (0.08, 1) on 224 px images; 8x8 digits keep half at least
     probe_margin: float = 5.0  # percentage points BYOL must exceed random init by ("far above")
     seeds: tuple[int, ...] = (0, 1)
 
 
 SMOKE = dict(data=dict(train_size=64, test_size=32), steps=2, batch_size=16, hidden_dim=32, out_dim=8, seeds=(0,))
-FULL = dict(data=dict(image_size=32, train_size=50000, test_size=10000), width=16, steps=40000, batch_size=256,
+FULL = dict(data=dict(name="shapes", image_size=32, train_size=50000, test_size=10000), width=16, steps=40000, batch_size=256,
             hidden_dim=4096, out_dim=256, crop_scale=(0.08, 1.0), seeds=(0, 1))
 
 
@@ -89,14 +91,14 @@ def run(cfg: Config, out: Path) -> Report:
                f"{cfg.lr:g} (cosine after a 5% warmup), weight decay {cfg.weight_decay:g}; each arm once per seed "
                f"{list(cfg.seeds)} (the seed sets initialisation and data order; the random-init arm is the same "
                "initialisation untrained). Scores: logistic regression (L-BFGS, standardised features) and 20-NN "
-               "(cosine) on the frozen pooled features of the training scenes, evaluated on the test scenes."),
+               "(cosine) on the frozen pooled features of the training images, evaluated on the test images."),
         columns=["network", "linear probe (%)", "per seed", "k-NN (%)"],
         rows=rows,
         decision=decision,
         discussion=(f"k-NN: BYOL {mean(knn[ARMS[1]]):.1f}%, without predictor {mean(knn[ARMS[2]]):.1f}%, random "
                     f"{mean(knn[ARMS[0]]):.1f}% (means; reported, not judged)."),
         differences=[
-            "ImageNet, ResNet-50, 1000 epochs of LARS at batch 4096 in the paper; here 16x16 synthetic scenes, a small "
+            "ImageNet, ResNet-50, 1000 epochs of LARS at batch 4096 in the paper; here 1,257 digits at 16x16, a small "
             f"CIFAR ResNet-20, {cfg.steps} AdamW steps, heads of {cfg.hidden_dim}/{cfg.out_dim} instead of 4096/256.",
             "A random network's linear probe on small images is a strong baseline (random convolutional features are "
             "informative), so the margin 'far above' is stated: "
