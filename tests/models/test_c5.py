@@ -84,7 +84,7 @@ def test_histogram_by_hand() -> None:
     pixels = torch.stack([p1, p2, torch.zeros(3, dtype=torch.float64)])[None]
     hist = C5.log_chroma_histogram(pixels, bins)[0]
     expected = torch.zeros(8, 8, dtype=torch.float64)
-    row = lambda k: 7 - k  # noqa: E731  v runs down the rows
+    row = lambda k: 7 - k
     for uk in (3, 4):
         for vk in (3, 4):
             expected[row(vk), uk] += p1.norm()

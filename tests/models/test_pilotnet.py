@@ -7,7 +7,14 @@ import torch
 from helpers import macs
 
 import paperzoo as pz
-from paperzoo.data.roads import (RoadDataset, autonomy, random_params, render, rgb_to_yuv, steering_correction)
+from paperzoo.data.roads import (
+    RoadDataset,
+    autonomy,
+    random_params,
+    render,
+    rgb_to_yuv,
+    steering_correction,
+)
 
 SHAPES = [(24, 31, 98), (36, 14, 47), (48, 5, 22), (64, 3, 20), (64, 1, 18)]  # Fig. 4's feature maps
 
@@ -65,7 +72,7 @@ def test_shifted_and_rotated_views_follow_the_camera_geometry(record_property) -
     a rotation by psi move it by -f d / z and -f psi pixels."""
     f, h, row = 0.55 * 200, 1.5, 40
     z = h * f / (row + 0.5 - 0.3 * 66)
-    expect = lambda d, psi: 100 + f * (0.5 * 3.6 - 0.15 - d - psi * z) / z - 0.5  # noqa: E731
+    expect = lambda d, psi: 100 + f * (0.5 * 3.6 - 0.15 - d - psi * z) / z - 0.5
     errs = [abs(_right_edge_column(d, psi, row) - expect(d, psi)) for d, psi in ((0, 0), (0.6, 0), (0, 0.05))]
     record_property("max_column_error_px", max(errs))
     assert max(errs) < 1.0

@@ -62,7 +62,7 @@ def random_params(n: int, generator: torch.Generator, augment: bool = True, max_
                   max_shift: float = 1.0, max_rotation: float = 0.08) -> RoadParams:
     """Random roads and lighting; with ``augment`` the car is shifted up to ``max_shift`` m and rotated up to
     ``max_rotation`` rad from the lane centre (otherwise it is centred and aligned)."""
-    u = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*(shape or (n,)), generator=generator)  # noqa: E731
+    u = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*(shape or (n,)), generator=generator)
     return RoadParams(
         kappa=u(-max_kappa, max_kappa), d=u(-max_shift, max_shift) if augment else torch.zeros(n),
         psi=u(-max_rotation, max_rotation) if augment else torch.zeros(n), lane=u(3.0, 4.2),
@@ -80,7 +80,7 @@ def render(p: RoadParams, generator: torch.Generator, scenery: torch.Tensor | No
     f = focal * w
     rows = torch.arange(h, dtype=torch.float32)[None, :, None] + 0.5
     cols = torch.arange(w, dtype=torch.float32)[None, None, :] + 0.5 - w / 2
-    col = lambda t: t.view(b, 1, 1)  # noqa: E731
+    col = lambda t: t.view(b, 1, 1)
     horizon = col(p.horizon) * h
     below = (rows - horizon).clamp_min(1e-3)
     z = camera_height * f / below  # ground distance of each row
