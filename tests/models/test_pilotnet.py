@@ -87,3 +87,15 @@ def test_road_dataset_and_yuv() -> None:
     torch.testing.assert_close(rgb_to_yuv(gray), torch.stack([torch.full((2, 2), 0.4), torch.full((2, 2), 0.5), torch.full((2, 2), 0.5)]))
     with pytest.raises(pz.PaperzooError, match="66, 200"):
         pz.create_model("pilotnet")(torch.zeros(1, 3, 64, 64))
+
+
+def test_closed_loop_drive_counts_interventions() -> None:
+    """On a straight road a policy that steers straight never leaves the lane (100% autonomy); one that steers
+    1/50 m to the right drifts out 1 m within ~10 m and is put back again and again."""
+    from paperzoo.data.roads import drive
+
+    straight = torch.zeros(60)
+    calm = drive(lambda x: torch.tensor(0.0), straight, torch.Generator().manual_seed(0))
+    assert calm["interventions"] == 0 and calm["autonomy"] == pytest.approx(100.0) and calm["mean_offset_m"] == 0
+    biased = drive(lambda x: torch.tensor(0.02), straight, torch.Generator().manual_seed(0))
+    assert biased["interventions"] >= 5 and biased["autonomy"] == pytest.approx(100 * (1 - biased["interventions"] * 6 / 6.0))
