@@ -19,42 +19,52 @@ FIXTURE = ROOT / "tests" / "fixtures" / "c5"
 
 
 def _shared_c5() -> Path | None:
-    """The authors' weights and test images: $PAPERZOO_C5_DATA, or shared/data/c5 beside the checkout (or above)."""
+    """The authors' 12 test PNGs (optional): $PAPERZOO_C5_DATA, or shared/data/c5 beside the checkout (or above)."""
     env = os.environ.get("PAPERZOO_C5_DATA")
     candidates = [Path(env)] if env else [folder / "shared" / "data" / "c5" for folder in ROOT.parents]
-    return next((c for c in candidates if (c / "C5_m_7_h_64.pth").is_file()), None)
+    return next((c for c in candidates if (c / "S_IMX135_BLCCSC_field_012_sensorname_sony_imx135.png").is_file()), None)
 
 
 DATA = _shared_c5()
-REAL = pytest.mark.paper("c5") if DATA else pytest.mark.skip(reason="the authors' C5 data (shared/data/c5) is not beside this checkout")
 
 
 @pytest.fixture(scope="module")
 def imx135():
-    folder = CameraFolder(DATA)
-    hists = C5.histogram_features(folder.images)
-    return folder, hists
+    """The committed inputs: our ``histogram_features`` of the 12 IMX135 images (float32, what the model takes)
+    and their ground-truth illuminants."""
+    inputs = load_file(FIXTURE / "imx135_inputs.safetensors")
+    return inputs["histograms"], inputs["illuminants"]
 
 
-@pytest.mark.parametrize("name, gain", [pytest.param("C5_m_7_h_64", False, marks=REAL),
-                                        pytest.param("C5_m_7_h_64_w_G", True, marks=REAL)])
+@pytest.mark.paper("c5")
+@pytest.mark.parametrize("name, gain", [("C5_m_7_h_64", False), ("C5_m_7_h_64_w_G", True)])
 def test_authors_weights_on_unseen_camera(name, gain, imx135, record_property) -> None:
     """The authors' trained C5 (source="official") on the 12 raw images of the Sony IMX135, a camera it was not
     trained on, each with the next six images of that camera as the m - 1 additional inputs: our estimates equal
     the official implementation's (fixture) to within 0.01 deg, and their mean angular error is reported."""
-    folder, hists = imx135
-    model = pz.load_weights(pz.create_model("c5", learn_gain=gain), DATA / f"{name}.pth", source="official").eval()
+    hists, illuminants = imx135
+    model = pz.load_weights(pz.create_model("c5", learn_gain=gain), FIXTURE / f"{name}.pth", source="official").eval()
     with torch.no_grad():
-        out = model(C5.c5_inputs(hists, C5.cyclic_additional(len(folder), 7)))
+        out = model(C5.c5_inputs(hists, C5.cyclic_additional(len(hists), 7)))
     ref = load_file(FIXTURE / "official_estimates.safetensors")
     vs_official = C5.angular_error(out["rgb"].double(), ref[f"{name}.rgb"].double())
-    errors = error_summary(C5.angular_error(out["rgb"].double(), folder.illuminants))
+    errors = error_summary(C5.angular_error(out["rgb"].double(), illuminants))
     record_property("mean_angular_error_deg", errors["angular_error"])
     record_property("median_angular_error_deg", errors["median"])
     record_property("max_deg_from_official", float(vs_official.max()))
     assert float(vs_official.max()) < 0.01
     torch.testing.assert_close(out["B"][0], ref[f"{name}.B_0"], rtol=1e-4, atol=1e-4)
     assert errors["angular_error"] < 6.0  # the camera is unseen, yet the error is a few degrees
+
+
+@pytest.mark.skipif(DATA is None, reason="the authors' 12 test PNGs (shared/data/c5) are not beside this checkout")
+def test_committed_inputs_equal_recomputed_from_pngs() -> None:
+    """Optional (needs the 12 PNGs): the committed histograms and illuminants are those our code computes from the
+    authors' images and metadata now."""
+    folder = CameraFolder(DATA)
+    inputs = load_file(FIXTURE / "imx135_inputs.safetensors")
+    assert torch.equal(C5.histogram_features(folder.images).float(), inputs["histograms"])
+    assert torch.equal(folder.illuminants, inputs["illuminants"])
 
 
 @pytest.mark.paper("c5")
@@ -84,7 +94,7 @@ def test_histogram_by_hand() -> None:
     pixels = torch.stack([p1, p2, torch.zeros(3, dtype=torch.float64)])[None]
     hist = C5.log_chroma_histogram(pixels, bins)[0]
     expected = torch.zeros(8, 8, dtype=torch.float64)
-    row = lambda k: 7 - k  # noqa: E731  v runs down the rows
+    row = lambda k: 7 - k
     for uk in (3, 4):
         for vk in (3, 4):
             expected[row(vk), uk] += p1.norm()

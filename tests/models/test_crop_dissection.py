@@ -9,8 +9,13 @@ import torch
 import torch.nn.functional as F
 
 import paperzoo as pz
-from paperzoo.models.applications.crop_dissection import (chromatic_aberration, crop_loss, crop_sample, lens_traces,
-                                                           vignette_gain)
+from paperzoo.models.applications.crop_dissection import (
+    chromatic_aberration,
+    crop_loss,
+    crop_sample,
+    lens_traces,
+    vignette_gain,
+)
 
 
 @pytest.mark.paper("crop-dissection")
@@ -75,7 +80,7 @@ def test_loss_equation_and_output_layout() -> None:
     s = crop_sample(torch.rand(2, 3, 96, 96), torch.tensor([[20, 84, 11, 75], [0, 96, 0, 96]]), 4, 16, 32)
     out = model(s["patches"], s["global"])
     assert out["locations"].shape == (2, 16, 16) and out["rectangle"].shape == (2, 4) and out["crop_logit"].shape == (2,)
-    loss, logs = crop_loss(out, s)
+    loss, _ = crop_loss(out, s)
     ce = sum(F.cross_entropy(out["locations"][:, i], s["locations"][:, i]) for i in range(16))
     mse = ((out["rectangle"] - s["rectangle"]) ** 2).mean()
     p = torch.sigmoid(out["crop_logit"])

@@ -7,7 +7,14 @@ import torch
 from helpers import macs
 
 import paperzoo as pz
-from paperzoo.data.roads import (RoadDataset, autonomy, random_params, render, rgb_to_yuv, steering_correction)
+from paperzoo.data.roads import (
+    RoadDataset,
+    autonomy,
+    random_params,
+    render,
+    rgb_to_yuv,
+    steering_correction,
+)
 
 SHAPES = [(24, 31, 98), (36, 14, 47), (48, 5, 22), (64, 3, 20), (64, 1, 18)]  # Fig. 4's feature maps
 
@@ -65,7 +72,7 @@ def test_shifted_and_rotated_views_follow_the_camera_geometry(record_property) -
     a rotation by psi move it by -f d / z and -f psi pixels."""
     f, h, row = 0.55 * 200, 1.5, 40
     z = h * f / (row + 0.5 - 0.3 * 66)
-    expect = lambda d, psi: 100 + f * (0.5 * 3.6 - 0.15 - d - psi * z) / z - 0.5  # noqa: E731
+    expect = lambda d, psi: 100 + f * (0.5 * 3.6 - 0.15 - d - psi * z) / z - 0.5
     errs = [abs(_right_edge_column(d, psi, row) - expect(d, psi)) for d, psi in ((0, 0), (0.6, 0), (0, 0.05))]
     record_property("max_column_error_px", max(errs))
     assert max(errs) < 1.0
@@ -80,3 +87,15 @@ def test_road_dataset_and_yuv() -> None:
     torch.testing.assert_close(rgb_to_yuv(gray), torch.stack([torch.full((2, 2), 0.4), torch.full((2, 2), 0.5), torch.full((2, 2), 0.5)]))
     with pytest.raises(pz.PaperzooError, match="66, 200"):
         pz.create_model("pilotnet")(torch.zeros(1, 3, 64, 64))
+
+
+def test_closed_loop_drive_counts_interventions() -> None:
+    """On a straight road a policy that steers straight never leaves the lane (100% autonomy); one that steers
+    1/50 m to the right drifts out 1 m within ~10 m and is put back again and again."""
+    from paperzoo.data.roads import drive
+
+    straight = torch.zeros(60)
+    calm = drive(lambda x: torch.tensor(0.0), straight, torch.Generator().manual_seed(0))
+    assert calm["interventions"] == 0 and calm["autonomy"] == pytest.approx(100.0) and calm["mean_offset_m"] == 0
+    biased = drive(lambda x: torch.tensor(0.02), straight, torch.Generator().manual_seed(0))
+    assert biased["interventions"] >= 5 and biased["autonomy"] == pytest.approx(100 * (1 - biased["interventions"] * 6 / 6.0))

@@ -62,7 +62,7 @@ def random_params(n: int, generator: torch.Generator, augment: bool = True, max_
                   max_shift: float = 1.0, max_rotation: float = 0.08) -> RoadParams:
     """Random roads and lighting; with ``augment`` the car is shifted up to ``max_shift`` m and rotated up to
     ``max_rotation`` rad from the lane centre (otherwise it is centred and aligned)."""
-    u = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*(shape or (n,)), generator=generator)  # noqa: E731
+    u = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*(shape or (n,)), generator=generator)
     return RoadParams(
         kappa=u(-max_kappa, max_kappa), d=u(-max_shift, max_shift) if augment else torch.zeros(n),
         psi=u(-max_rotation, max_rotation) if augment else torch.zeros(n), lane=u(3.0, 4.2),
@@ -80,7 +80,7 @@ def render(p: RoadParams, generator: torch.Generator, scenery: torch.Tensor | No
     f = focal * w
     rows = torch.arange(h, dtype=torch.float32)[None, :, None] + 0.5
     cols = torch.arange(w, dtype=torch.float32)[None, None, :] + 0.5 - w / 2
-    col = lambda t: t.view(b, 1, 1)  # noqa: E731
+    col = lambda t: t.view(b, 1, 1)
     horizon = col(p.horizon) * h
     below = (rows - horizon).clamp_min(1e-3)
     z = camera_height * f / below  # ground distance of each row
@@ -160,11 +160,12 @@ def autonomy(interventions: int, elapsed_s: float, penalty_s: float = 6.0) -> fl
 
 @torch.no_grad()
 def drive(policy, kappas: torch.Tensor, generator: torch.Generator, speed: float = 10.0, dt: float = 0.1,
-          limit: float = 1.0) -> dict[str, float]:
+          limit: float = 1.0, actuation_noise: float = 0.0) -> dict[str, float]:
     """Closed loop in a simulated lane: at each step the camera frame of the current pose goes through
     ``policy`` ((1, 3, 66, 200) YUV -> inverse turning radius), the car follows that arc for ``speed * dt`` m while
-    the road bends by ``kappas[step]``; leaving the lane centre by more than ``limit`` m is an intervention (the
-    car is put back on the centre line). Returns interventions, elapsed seconds, autonomy and the mean |offset|."""
+    the road bends by ``kappas[step]``; the executed arc is off by N(0, ``actuation_noise``) 1/m (the actuator,
+    wind, the road's camber: what makes a real car drift); leaving the lane centre by more than ``limit`` m is an
+    intervention (the car is put back on the centre line). Returns interventions, elapsed seconds, autonomy and the mean |offset|."""
     d = psi = 0.0
     ds = speed * dt
     interventions, offsets = 0, []
@@ -172,6 +173,7 @@ def drive(policy, kappas: torch.Tensor, generator: torch.Generator, speed: float
         p = random_params(1, generator, augment=False)
         p.kappa, p.d, p.psi = torch.tensor([kappa]), torch.tensor([d]), torch.tensor([psi])
         steer = float(policy(rgb_to_yuv(render(p, generator))))
+        steer += actuation_noise * float(torch.randn(1, generator=generator))
         psi += (steer - kappa) * ds  # heading relative to the road
         d += math.sin(psi) * ds
         offsets.append(abs(d))

@@ -21,10 +21,32 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..data.illuminants import CameraFolder, random_camera, random_illuminants, render_raw
-from ..models.applications.c5 import C5, angular_error, c5_inputs, cyclic_additional, histogram_features
+from ..data.illuminants import (
+    CameraFolder,
+    random_camera,
+    random_illuminants,
+    render_raw,
+)
+from ..models.applications.c5 import (
+    C5,
+    angular_error,
+    c5_inputs,
+    cyclic_additional,
+    histogram_features,
+)
 from ..tasks.illuminant import IlluminantTask, error_summary
-from ._kit import Data, Recipe, all_of, beats, fit, per_seed, plots, run_arms, seeded, spread
+from ._kit import (
+    Data,
+    Recipe,
+    all_of,
+    beats,
+    fit,
+    per_seed,
+    plots,
+    run_arms,
+    seeded,
+    spread,
+)
 from .report import Report
 
 CLAIM = ("Giving the model unlabelled images of the test camera (m - 1 = 6 besides the query) lets one model "

@@ -10,6 +10,7 @@ handwritten digits. Per seed the zoo is trained, scored and fine-tuned anew.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..analysis.nleep import h_score, kendall_tau, knn_accuracy, leep, linear_probe, nleep
+from ..analysis.nleep import (
+    h_score,
+    kendall_tau,
+    knn_accuracy,
+    leep,
+    linear_probe,
+    nleep,
+)
 from ._kit import Data, Recipe, all_of, beats, fit, per_seed, plots, seeded, spread
 from ._kit.data import digits
 from .report import Report
@@ -94,8 +102,8 @@ def zoo(cfg: Config, seed: int, source_train: Dataset, source_test: Dataset) -> 
     out: dict[str, TinyNet] = {}
     for w in cfg.widths:
         if w in (cfg.widths[0], cfg.widths[-1]):
-            out[f"w{w} random init"] = seeded(seed, lambda: TinyNet(w, k))
-        model = seeded(seed, lambda: TinyNet(w, k))
+            out[f"w{w} random init"] = seeded(seed, lambda w=w: TinyNet(w, k))
+        model = seeded(seed, lambda w=w: TinyNet(w, k))
         fit(f"w{w}", model, source_train, source_test, seed=seed, recipe=Recipe(**{**cfg.pretrain.__dict__, "epochs": cfg.early}),
             eval_every=10**6)
         out[f"w{w} {cfg.early} ep"] = copy.deepcopy(model)
@@ -129,7 +137,7 @@ def run(cfg: Config, out: Path) -> Report:
             taus[s].append(kendall_tau(scores[s], acc))
         tables.append({"title": f"Seed {seed}: every checkpoint's scores and fine-tuned accuracy",
                        "columns": list(rows[0]), "rows": rows})
-    finite = {s: [t if t == t else 0.0 for t in v] for s, v in taus.items()}  # an undefined tau (all tied) counts as 0
+    finite = {s: [0.0 if math.isnan(t) else t for t in v] for s, v in taus.items()}  # an undefined tau (all tied) counts as 0
     decision = all_of([
         beats(finite["NLEEP"], finite["LEEP"], a_name="NLEEP", b_name="LEEP", metric="Kendall tau"),
         beats(finite["NLEEP"], finite["linear probe"], a_name="NLEEP", b_name="linear probe", metric="Kendall tau"),

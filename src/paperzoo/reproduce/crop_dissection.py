@@ -13,7 +13,18 @@ from pathlib import Path
 
 from ..models.applications.crop_dissection import CropLocator
 from ..tasks.crop import CropTask
-from ._kit import Data, Recipe, all_of, beats, fit, per_seed, plots, run_arms, seeded, spread
+from ._kit import (
+    Data,
+    Recipe,
+    all_of,
+    beats,
+    fit,
+    per_seed,
+    plots,
+    run_arms,
+    seeded,
+    spread,
+)
 from .report import Report
 
 CLAIM = ("A network tells where in the original frame a patch came from, and whether an image was cropped, from "

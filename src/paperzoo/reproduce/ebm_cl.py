@@ -20,7 +20,18 @@ from ..analysis.continual import ClassSubset, average_accuracy, class_splits, fo
 from ..models.applications.ebm import ConvFeatures, EBMClassifier
 from ..tasks import ClassificationTask
 from ..tasks.energy import EnergyTask
-from ._kit import Recipe, all_of, beats, fit, per_seed, plots, predictions, run_arms, seeded, spread
+from ._kit import (
+    Recipe,
+    all_of,
+    beats,
+    fit,
+    per_seed,
+    plots,
+    predictions,
+    run_arms,
+    seeded,
+    spread,
+)
 from ._kit.data import digits
 from .report import Report
 
@@ -93,7 +104,7 @@ def run(cfg: Config, out: Path) -> Report:
     }, cfg.seeds)
     avg = {a: [average_accuracy(m) for m in ms] for a, ms in matrices.items()}
     forg = {a: [forgetting(m) for m in ms] for a, ms in matrices.items()}
-    ebm, soft, ablation = list(runs)
+    ebm, soft, _ = list(runs)
     decision = all_of([
         beats(forg[ebm], forg[soft], a_name=ebm, b_name=soft, metric="forgetting (points)", lower_is_better=True,
               claim="the EBM forgets less than the softmax classifier"),

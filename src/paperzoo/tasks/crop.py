@@ -46,7 +46,11 @@ class CropTask(Task):
 
     def collate(self, samples: Sequence[tuple[torch.Tensor, Any]]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         from ..errors import ConfigError
-        from ..models.applications.crop_dissection import crop_sample, lens_traces, random_crops
+        from ..models.applications.crop_dissection import (
+            crop_sample,
+            lens_traces,
+            random_crops,
+        )
 
         x = torch.stack([s[0] for s in samples]).float()
         x = (x * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)).clamp(0, 1)

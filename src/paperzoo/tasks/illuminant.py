@@ -73,7 +73,11 @@ class IlluminantTask(Task):
         return torch.cat(raws).float(), torch.cat(truths).float()
 
     def inputs(self, model: nn.Module, raw: torch.Tensor) -> torch.Tensor:
-        from ..models.applications.c5 import c5_inputs, cyclic_additional, histogram_features
+        from ..models.applications.c5 import (
+            c5_inputs,
+            cyclic_additional,
+            histogram_features,
+        )
 
         hists = histogram_features(raw, model.bins, model.boundary)
         return c5_inputs(hists, cyclic_additional(len(raw), model.m, self.group).to(raw.device)).to(raw.device)

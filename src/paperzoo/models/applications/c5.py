@@ -23,7 +23,6 @@ LeakyReLU, replicate padding.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -65,7 +64,7 @@ def log_chroma_histogram(pixels: torch.Tensor, bins: int = 64, boundary: float =
     pixel at exactly zero distance from a centre: a measure-zero case kept for bit-equality.)
     """
     pixels = pixels.to(torch.float64)
-    b, n_pix = pixels.shape[:2]
+    b = pixels.shape[0]
     step = 2 * boundary / (bins - 1)
     centres = bin_centres(bins, boundary)
     uv = log_chroma(pixels)
@@ -108,7 +107,7 @@ def histogram_features(images: torch.Tensor, bins: int = 64, boundary: float = B
     if images.ndim != 4 or images.shape[1] != 3:
         raise PaperzooError(f"C5 histograms need RGB images (B, 3, H, W), got shape {tuple(images.shape)}")
     images = images.to(torch.float64)
-    flat = lambda x: x.flatten(2).transpose(1, 2)  # noqa: E731 (B, P, 3)
+    flat = lambda x: x.flatten(2).transpose(1, 2)
     return torch.stack([log_chroma_histogram(flat(images), bins, boundary),
                         log_chroma_histogram(flat(edge_image(images)), bins, boundary)], 1)
 
