@@ -59,7 +59,7 @@ def test_losses_equal_the_official_trainer(reference, record_property) -> None:
     soc = soc_losses(model(ref["images"]), frozen)
     got = {"semantic": sup["loss_semantic"], "detail": sup["loss_detail"], "matte": sup["loss_matte"],
            "soc_semantic": soc["loss_soc_semantic"], "soc_detail": soc["loss_soc_detail"]}
-    errs = {k: abs(float(v) - meta["losses"][k]) / abs(meta["losses"][k]) for k, v in got.items()}
+    errs = {k: abs(float(v.detach()) - meta["losses"][k]) / abs(meta["losses"][k]) for k, v in got.items()}
     record_property("max_rel_err_losses", max(errs.values()))
     assert max(errs.values()) < 1e-4, errs
 
