@@ -63,7 +63,7 @@ def test_beam_search_equals_exhaustive_search(name: str, record_property) -> Non
     model = pz.create_model(name, **TINY).eval()
     with torch.no_grad():
         for p in model.parameters():
-            p.mul_(4)  # sharper distributions than at initialisation, so that greedy and beam differ
+            p.mul_(2)  # less uniform than at initialisation (for show_and_tell, greedy then differs from beam)
     x = torch.randn(3, 3, 32, 32)
     words = [1, 2, 3, 5]
     cands = [list(s) for n in (1, 2, 3) for s in itertools.product(words, repeat=n) if 5 not in s[:-1]

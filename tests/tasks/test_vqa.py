@@ -9,7 +9,7 @@ from paperzoo.data import ShapesDataset
 from paperzoo.tasks import get_task
 from paperzoo.tasks.vqa import region_inputs
 
-TINY = dict(vocab_size=64, hidden=16, layers=2, heads=2, intermediate=32, v_feature_dim=48, v_hidden=16, v_layers=1,
+TINY = dict(vocab_size=64, hidden=16, layers=2, heads=2, intermediate=32, v_feature_dim=192, v_hidden=16, v_layers=1,
             v_heads=2, v_intermediate=32, bi_hidden=16, bi_heads=2, t_biattention_id="[1]", v_biattention_id="[0]",
             max_len=16)
 
@@ -30,9 +30,9 @@ def test_region_inputs_whole_image_first_and_padding_masked() -> None:
     images = torch.rand(2, 3, 16, 16)
     boxes = [torch.tensor([[0.0, 0, 8, 8]]), torch.tensor([[0.0, 0, 8, 8], [8, 8, 16, 16]])]
     feats, locs, mask = region_inputs(images, boxes)
-    assert feats.shape == (2, 3, 48) and mask.tolist() == [[True, True, False], [True, True, True]]
+    assert feats.shape == (2, 3, 192) and mask.tolist() == [[True, True, False], [True, True, True]]
     assert torch.allclose(locs[0, 0], torch.tensor([0.0, 0, 1, 1, 1])) and torch.allclose(locs[1, 2], torch.tensor([0.5, 0.5, 1, 1, 0.25]))
-    assert torch.allclose(feats[1, 2].reshape(3, 4, 4).mean((1, 2)), images[1, :, 8:, 8:].mean((1, 2)), atol=0.05)
+    assert torch.allclose(feats[1, 2].reshape(3, 8, 8).mean((1, 2)), images[1, :, 8:, 8:].mean((1, 2)), atol=0.05)
 
 
 def test_vqa_needs_scenes() -> None:

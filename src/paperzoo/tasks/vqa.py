@@ -4,7 +4,7 @@ synthetic scenes.
 For a scene with one to three objects the task asks "what shape is the red object ?" about one object (referred to
 by its colour, or by colour and position when the colour is not unique); the answer is the object's class (the
 dataset's class index, 1..K; 0, background, is never an answer). The regions are the whole image (ViLBERT's IMG
-token) and each object's box; a region's feature is the image inside the box pooled to 4 x 4 by RoIAlign
+token) and each object's box; a region's feature is the image inside the box pooled to 8 x 8 by RoIAlign
 (torchvision.ops) -- a stand-in for a detector's features -- and its location the 5-d box encoding. Loss:
 cross-entropy over answers; metric: accuracy.
 """
@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import DataError
 from .base import SumEvaluator, Task, register_task
 
-POOL = 4  # region features: 3 channels x 4 x 4 = 48
+POOL = 8  # region features: 3 channels x 8 x 8 = 192
 
 
 def region_inputs(images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
