@@ -16,8 +16,15 @@ from helpers import n_params, perturb_, rel_err
 
 import paperzoo as pz
 from paperzoo.errors import DataError
-from paperzoo.models.detection.tsp import (TSPMatcher, centerness, fcos_assign, fcos_positive, level_ranges, ltrb,
-                                           select_fois)
+from paperzoo.models.detection.tsp import (
+    TSPMatcher,
+    centerness,
+    fcos_assign,
+    fcos_positive,
+    level_ranges,
+    ltrb,
+    select_fois,
+)
 from paperzoo.reproduce.tsp import small_tsp
 
 K = 5
@@ -86,22 +93,23 @@ def _tv_anchors(size: int) -> tuple[torch.Tensor, list[int], torch.Tensor, torch
 @pytest.mark.paper("tsp")
 def test_fcos_assignment_equals_torchvision(record_property) -> None:
     """The positive region of the matching prior and FCOS's assignment equal torchvision's FCOS matching, on random
-    boxes of every size (nested and overlapping ones included) in a batch of two 640 px images (every level's range used)."""
+    boxes of every size (nested and overlapping ones included) in a batch of two 1152 px images (every level's range used, P7's too)."""
     from torchvision.models.detection.fcos import FCOS
 
     g = torch.Generator().manual_seed(0)
-    anchors, counts, points, strides = _tv_anchors(640)
+    anchors, counts, points, strides = _tv_anchors(1152)
     targets = []
-    for m in (12, 7):
-        xy = torch.rand(m, 2, generator=g) * 300
-        wh = torch.exp(torch.rand(m, 2, generator=g) * 6.3) + 4
-        targets.append({"boxes": torch.cat((xy, (xy + wh).clamp(max=640)), 1), "labels": torch.ones(m, dtype=torch.int64)})
+    for m, big in ((12, [0.0, 0.0, 1100.0, 1100.0]), (7, [30.0, 40.0, 1150.0, 1120.0])):  # big: P7's range
+        xy = torch.rand(m, 2, generator=g) * 600
+        wh = torch.exp(torch.rand(m, 2, generator=g) * 6.5) + 4
+        boxes = torch.cat((torch.cat((xy, (xy + wh).clamp(max=1152)), 1), torch.tensor([big])))
+        targets.append({"boxes": boxes, "labels": torch.ones(m + 1, dtype=torch.int64)})
     fake = types.SimpleNamespace(center_sampling_radius=1.5,
                                  head=types.SimpleNamespace(compute_loss=lambda t, h, a, matched: matched))
     expected = torch.stack(FCOS.compute_loss(fake, targets, None, [anchors, anchors], counts))
-    boxes = torch.zeros(2, 12, 4)
+    boxes = torch.zeros(2, 13, 4)
     boxes[..., 2:] = 1
-    valid = torch.zeros(2, 12, dtype=torch.bool)
+    valid = torch.zeros(2, 13, dtype=torch.bool)
     for i, t in enumerate(targets):
         boxes[i, : len(t["boxes"])], valid[i, : len(t["boxes"])] = t["boxes"], True
     r = torch.tensor(level_ranges(STRIDES))[torch.cat([torch.full((c,), i) for i, c in enumerate(counts)])]

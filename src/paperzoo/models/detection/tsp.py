@@ -51,7 +51,7 @@ from ._parts.grid import check_targets, image_sizes
 from ._parts.transform import DetectionTransform, as_xyxy
 from .detr import EncoderLayer, sine_position_embedding
 
-__all__ = ["FCOSBackbone", "TSPFCOS", "TSPMatcher", "centerness", "fcos_positive", "ltrb", "select_fois"]
+__all__ = ["TSPFCOS", "FCOSBackbone", "TSPMatcher", "centerness", "fcos_positive", "ltrb", "select_fois"]
 
 
 # ------------------------------------------------------------------------------------------ FCOS formulas
@@ -263,7 +263,7 @@ class TSPFCOS(nn.Module):
 
     def head(self, f: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
         """The encoder over the selected FoIs ``idx`` (N, k) and the set prediction heads."""
-        take = lambda t: t.gather(1, idx[..., None].expand(-1, -1, t.shape[-1]))  # noqa: E731
+        take = lambda t: t.gather(1, idx[..., None].expand(-1, -1, t.shape[-1]))
         src = self.enc_norm(self.enc_proj(take(f["feats"])))
         pos = take(f["pos"])
         for layer in self.encoder:
@@ -292,7 +292,6 @@ class TSPFCOS(nn.Module):
     def loss(self, f: dict[str, Tensor], out: dict[str, Tensor], idx: Tensor, boxes: Tensor, labels: Tensor,
              box_valid: Tensor, counts: Sequence[int], positive: Tensor, sizes: Sequence[tuple[int, int]]
              ) -> dict[str, Tensor]:
-        n, k = idx.shape
         num_boxes = max(float(sum(counts)), 1.0)
         # FoI classifier: FCOS's classification loss on every valid position
         assigned = fcos_assign(positive, boxes)
@@ -349,7 +348,7 @@ class TSPFCOS(nn.Module):
     def postprocess(self, out: dict[str, Any], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """The top (FoI, class) pairs by sqrt(p_class x p_centerness), boxes clipped and in each image's pixels."""
         score = (out["pred_logits"].sigmoid() * out["pred_centerness"].sigmoid()[..., None]).sqrt()
-        n, k, c = score.shape
+        _, k, c = score.shape
         top = score.flatten(1).topk(min(self.detections_per_img, k * c), dim=1)
         q, labels = top.indices // c, top.indices % c
         boxes = out["pred_boxes"].gather(1, q[..., None].expand(-1, -1, 4))
