@@ -1,8 +1,9 @@
 """Rethinking Transformer-based Set Prediction for Object Detection (Sun et al., 2021, arXiv:2011.10881).
 
 The paper traces DETR's slow convergence to its decoder's cross-attention and to an unstable bipartite matching, and
-keeps the set prediction with an **encoder only** over a few selected features (Sec. 4). This file builds TSP-FCOS
-(Sec. 4.1, Fig. 3):
+keeps the set prediction with an **encoder only** over a few selected features (Sec. 4). This file builds both of
+its detectors; ``TSPRCNN`` (Sec. 4.2: the encoder over RPN proposals' RoI features) is documented on its class.
+TSP-FCOS (Sec. 4.1, Fig. 3):
 
 * an FCOS backbone: ResNet C3-C5 under an FPN, plus P6 / P7 from stride-2 3x3 convs on P5 (torchvision's
   ``LastLevelP6P7``), strides 8 ... 128; an FCOS head on every level: a classification and an auxiliary (box) tower,
