@@ -15,7 +15,7 @@ import torch
 from helpers import n_params, perturb_, rel_err
 
 import paperzoo as pz
-from paperzoo.errors import DataError
+from paperzoo.errors import ConfigError, DataError
 from paperzoo.models.detection.tsp import (
     TSPMatcher,
     centerness,
@@ -223,6 +223,8 @@ def test_training_step_and_detect() -> None:
     assert (dets[0]["boxes"][:, 2] <= 80 + 1e-4).all() and (dets[0]["boxes"] >= 0).all()
     with pytest.raises(DataError):
         model(images, [targets[0], {"boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0]]), "labels": torch.tensor([3])}])
+    with pytest.raises(ConfigError):
+        small_tsp(3, 64, width=8, d_model=32, fois=0)
 
 
 # ---------------------------------------------------------------------------------------------- TSP-RCNN

@@ -472,6 +472,9 @@ class TSPRCNN(nn.Module):
         super().__init__()
         from ._parts.box_coder import BoxCoder
 
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+
         self.transform, self.backbone, self.rpn = frcnn.transform, frcnn.backbone, frcnn.rpn
         self.box_roi_pool, self.box_head = frcnn.roi_heads.box_roi_pool, frcnn.roi_heads.box_head
         self.input_proj = nn.Linear(self.box_head.fc7.out_features, d_model)
