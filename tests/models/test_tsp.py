@@ -15,9 +15,16 @@ import torch
 from helpers import n_params, perturb_, rel_err
 
 import paperzoo as pz
-from paperzoo.errors import DataError
-from paperzoo.models.detection.tsp import (TSPMatcher, centerness, fcos_assign, fcos_positive, level_ranges, ltrb,
-                                           select_fois)
+from paperzoo.errors import ConfigError, DataError
+from paperzoo.models.detection.tsp import (
+    TSPMatcher,
+    centerness,
+    fcos_assign,
+    fcos_positive,
+    level_ranges,
+    ltrb,
+    select_fois,
+)
 from paperzoo.reproduce.tsp import small_tsp
 
 K = 5
@@ -86,22 +93,23 @@ def _tv_anchors(size: int) -> tuple[torch.Tensor, list[int], torch.Tensor, torch
 @pytest.mark.paper("tsp")
 def test_fcos_assignment_equals_torchvision(record_property) -> None:
     """The positive region of the matching prior and FCOS's assignment equal torchvision's FCOS matching, on random
-    boxes of every size (nested and overlapping ones included) in a batch of two 640 px images (every level's range used)."""
+    boxes of every size (nested and overlapping ones included) in a batch of two 1152 px images (every level's range used, P7's too)."""
     from torchvision.models.detection.fcos import FCOS
 
     g = torch.Generator().manual_seed(0)
-    anchors, counts, points, strides = _tv_anchors(640)
+    anchors, counts, points, strides = _tv_anchors(1152)
     targets = []
-    for m in (12, 7):
-        xy = torch.rand(m, 2, generator=g) * 300
-        wh = torch.exp(torch.rand(m, 2, generator=g) * 6.3) + 4
-        targets.append({"boxes": torch.cat((xy, (xy + wh).clamp(max=640)), 1), "labels": torch.ones(m, dtype=torch.int64)})
+    for m, big in ((12, [0.0, 0.0, 1100.0, 1100.0]), (7, [30.0, 40.0, 1150.0, 1120.0])):  # big: P7's range
+        xy = torch.rand(m, 2, generator=g) * 600
+        wh = torch.exp(torch.rand(m, 2, generator=g) * 6.5) + 4
+        boxes = torch.cat((torch.cat((xy, (xy + wh).clamp(max=1152)), 1), torch.tensor([big])))
+        targets.append({"boxes": boxes, "labels": torch.ones(m + 1, dtype=torch.int64)})
     fake = types.SimpleNamespace(center_sampling_radius=1.5,
                                  head=types.SimpleNamespace(compute_loss=lambda t, h, a, matched: matched))
     expected = torch.stack(FCOS.compute_loss(fake, targets, None, [anchors, anchors], counts))
-    boxes = torch.zeros(2, 12, 4)
+    boxes = torch.zeros(2, 13, 4)
     boxes[..., 2:] = 1
-    valid = torch.zeros(2, 12, dtype=torch.bool)
+    valid = torch.zeros(2, 13, dtype=torch.bool)
     for i, t in enumerate(targets):
         boxes[i, : len(t["boxes"])], valid[i, : len(t["boxes"])] = t["boxes"], True
     r = torch.tensor(level_ranges(STRIDES))[torch.cat([torch.full((c,), i) for i, c in enumerate(counts)])]
@@ -169,8 +177,9 @@ def test_matching_prior_and_brute_force(record_property) -> None:
 
 @pytest.mark.paper("tsp")
 def test_parameter_count(record_property) -> None:
-    """Ours = torchvision FCOS's backbone and towers + FCOS's classifier + the transformer part counted by hand."""
-    from torchvision.models.detection import fcos_resnet50_fpn
+    """TSP-FCOS = torchvision FCOS's backbone and towers + FCOS's classifier + the transformer part counted by hand;
+    TSP-RCNN = torchvision Faster R-CNN's backbone, RPN and fc head + its transformer part by hand."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn, fcos_resnet50_fpn
 
     with torch.device("meta"):
         ours = pz.create_model("tsp_fcos_resnet50_fpn")
@@ -184,6 +193,13 @@ def test_parameter_count(record_property) -> None:
     total = n_params(ref.backbone) + head + transformer
     record_property("params_m", n_params(ours) / 1e6)
     assert n_params(ours) == total
+    with torch.device("meta"):
+        rcnn = pz.create_model("tsp_rcnn_resnet50_fpn")
+        ref = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    shared = n_params(ref.backbone) + n_params(ref.rpn) + n_params(ref.roi_heads.box_head)
+    transformer = (1024 * d + d) + (d * d + d) + 2 * d + layers * per_layer + (d * k + k) + (4 * d + 4)
+    record_property("rcnn_params_m", n_params(rcnn) / 1e6)
+    assert n_params(rcnn) == shared + transformer
 
 
 @pytest.mark.paper("tsp")
@@ -207,3 +223,76 @@ def test_training_step_and_detect() -> None:
     assert (dets[0]["boxes"][:, 2] <= 80 + 1e-4).all() and (dets[0]["boxes"] >= 0).all()
     with pytest.raises(DataError):
         model(images, [targets[0], {"boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0]]), "labels": torch.tensor([3])}])
+    with pytest.raises(ConfigError):
+        small_tsp(3, 64, width=8, d_model=32, fois=0)
+
+
+# ---------------------------------------------------------------------------------------------- TSP-RCNN
+@pytest.fixture(scope="module")
+def rcnn_pair():
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    ref = perturb_(fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=K, min_size=128, max_size=160,
+                                           rpn_post_nms_top_n_test=30), seed=2).eval()
+    ours = pz.create_model("tsp_rcnn_resnet50_fpn", num_classes=K, min_size=128, max_size=160, proposals=30)
+    pz.load_weights(ours, ref.state_dict(), source="torchvision", strict=False)
+    return ours.eval(), ref
+
+
+@pytest.mark.paper("tsp")
+def test_rcnn_proposals_and_roi_features_equal_torchvision(rcnn_pair, record_property) -> None:
+    """TSP-RCNN's parts from Faster R-CNN (backbone, RPN, RoIAlign, fc6/fc7) give torchvision's proposals and RoI
+    features; the encoder sees each image's proposals, padding masked."""
+    ours, ref = rcnn_pair
+    images = [torch.rand(3, 128, 160, generator=torch.Generator().manual_seed(3)),
+              torch.rand(3, 120, 150, generator=torch.Generator().manual_seed(4))]
+    with torch.no_grad():
+        batch, _ = ref.transform(images)
+        feats = ref.backbone(batch.tensors)
+        expected, _ = ref.rpn(batch, feats)
+        ob, _ = ours.transform(images)
+        of = ours.backbone(ob.tensors)
+        got, _ = ours.rpn(ob, of)
+        for a, b in zip(got, expected):
+            assert a.shape == b.shape and rel_err(a, b) < 1e-5
+        ref_rois = ref.roi_heads.box_head(ref.roi_heads.box_roi_pool(feats, expected, batch.image_sizes))
+        rois = torch.cat([torch.cat((torch.full((len(p), 1), float(i)), p), 1) for i, p in enumerate(got)])
+        ours_rois = ours.box_head(ours.box_roi_pool(of, rois, ob.image_sizes))
+        assert rel_err(ours_rois, ref_rois) < 1e-5
+        out = ours.head(of, got, ob.image_sizes)
+    assert out["valid"].sum(1).tolist() == [len(p) for p in got]
+    record_property("proposals_per_image", [len(p) for p in got])
+
+
+@pytest.mark.paper("tsp")
+def test_rcnn_prior_constructed() -> None:
+    """A proposal may take only its own highest-IoU object, with IoU >= 0.5, and only if both are real."""
+    iou = torch.tensor([[[0.7, 0.6], [0.4, 0.3], [0.55, 0.8], [0.9, 0.0]]])
+    valid = torch.tensor([[True, True, True, False]])
+    box_valid = torch.tensor([[True, True]])
+    from paperzoo.models.detection.tsp import rcnn_prior
+
+    assert rcnn_prior(iou, valid, box_valid).tolist() == [[[True, False], [False, False], [False, True], [False, False]]]
+    assert rcnn_prior(iou, valid, torch.tensor([[False, True]])).tolist() == [[[False, True], [False, False],
+                                                                              [False, True], [False, False]]]
+
+
+@pytest.mark.paper("tsp")
+def test_rcnn_training_step_and_detect(rcnn_pair) -> None:
+    """The objects join the proposals in training, so every object is matched (its own box has IoU 1): box terms
+    are near zero for a perfect proposal's zero deltas, the class and RPN terms finite; detect gives dicts."""
+    ours, _ = rcnn_pair
+    ours.train()
+    try:
+        images = [torch.rand(3, 128, 160), torch.rand(3, 128, 160)]
+        targets = [{"boxes": torch.tensor([[10.0, 20.0, 100.0, 110.0], [50.0, 60.0, 70.0, 90.0]]), "labels": torch.tensor([1, 3])},
+                   {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+        losses = ours(images, targets)
+        assert set(losses) == {"loss_ce", "loss_bbox", "loss_giou", "loss_objectness", "loss_rpn_box_reg"}
+        assert all(torch.isfinite(v) for v in losses.values())
+        assert 0 < losses["loss_giou"].item() < 0.5 and losses["loss_ce"].item() > 0.1
+    finally:
+        ours.eval()
+    dets = ours.detect([torch.rand(3, 128, 160)])
+    assert len(dets[0]["boxes"]) == ours.detections_per_img and (dets[0]["boxes"][:, 2] <= 160 + 1e-4).all()

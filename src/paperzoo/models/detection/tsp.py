@@ -1,8 +1,9 @@
 """Rethinking Transformer-based Set Prediction for Object Detection (Sun et al., 2021, arXiv:2011.10881).
 
 The paper traces DETR's slow convergence to its decoder's cross-attention and to an unstable bipartite matching, and
-keeps the set prediction with an **encoder only** over a few selected features (Sec. 4). This file builds TSP-FCOS
-(Sec. 4.1, Fig. 3):
+keeps the set prediction with an **encoder only** over a few selected features (Sec. 4). This file builds both of
+its detectors; ``TSPRCNN`` (Sec. 4.2: the encoder over RPN proposals' RoI features) is documented on its class.
+TSP-FCOS (Sec. 4.1, Fig. 3):
 
 * an FCOS backbone: ResNet C3-C5 under an FPN, plus P6 / P7 from stride-2 3x3 convs on P5 (torchvision's
   ``LastLevelP6P7``), strides 8 ... 128; an FCOS head on every level: a classification and an auxiliary (box) tower,
@@ -51,7 +52,7 @@ from ._parts.grid import check_targets, image_sizes
 from ._parts.transform import DetectionTransform, as_xyxy
 from .detr import EncoderLayer, sine_position_embedding
 
-__all__ = ["FCOSBackbone", "TSPFCOS", "TSPMatcher", "centerness", "fcos_positive", "ltrb", "select_fois"]
+__all__ = ["TSPFCOS", "FCOSBackbone", "TSPMatcher", "centerness", "fcos_positive", "ltrb", "select_fois"]
 
 
 # ------------------------------------------------------------------------------------------ FCOS formulas
@@ -263,7 +264,7 @@ class TSPFCOS(nn.Module):
 
     def head(self, f: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
         """The encoder over the selected FoIs ``idx`` (N, k) and the set prediction heads."""
-        take = lambda t: t.gather(1, idx[..., None].expand(-1, -1, t.shape[-1]))  # noqa: E731
+        take = lambda t: t.gather(1, idx[..., None].expand(-1, -1, t.shape[-1]))
         src = self.enc_norm(self.enc_proj(take(f["feats"])))
         pos = take(f["pos"])
         for layer in self.encoder:
@@ -292,7 +293,6 @@ class TSPFCOS(nn.Module):
     def loss(self, f: dict[str, Tensor], out: dict[str, Tensor], idx: Tensor, boxes: Tensor, labels: Tensor,
              box_valid: Tensor, counts: Sequence[int], positive: Tensor, sizes: Sequence[tuple[int, int]]
              ) -> dict[str, Tensor]:
-        n, k = idx.shape
         num_boxes = max(float(sum(counts)), 1.0)
         # FoI classifier: FCOS's classification loss on every valid position
         assigned = fcos_assign(positive, boxes)
@@ -349,7 +349,7 @@ class TSPFCOS(nn.Module):
     def postprocess(self, out: dict[str, Any], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """The top (FoI, class) pairs by sqrt(p_class x p_centerness), boxes clipped and in each image's pixels."""
         score = (out["pred_logits"].sigmoid() * out["pred_centerness"].sigmoid()[..., None]).sqrt()
-        n, k, c = score.shape
+        _, k, c = score.shape
         top = score.flatten(1).topk(min(self.detections_per_img, k * c), dim=1)
         q, labels = top.indices // c, top.indices % c
         boxes = out["pred_boxes"].gather(1, q[..., None].expand(-1, -1, 4))
@@ -375,12 +375,16 @@ class TSPFCOS(nn.Module):
 # ------------------------------------------------------------------------------------------- converters
 @register_converter("tsp", "torchvision")
 def _from_torchvision(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """torchvision's ``fcos_resnet50_fpn`` -> ours where they coincide: the ResNet body (through the faster_rcnn key
+    """torchvision -> ours where they coincide. TSP-RCNN from ``fasterrcnn_resnet50_fpn``: backbone, RPN and the
+    fc6/fc7 box head (its predictor has no place here). TSP-FCOS from ``fcos_resnet50_fpn``: the ResNet body (through the faster_rcnn key
     map), FPN ``inner_blocks``/``layer_blocks``, ``extra_blocks.p6/p7``, the head's classification and regression
     towers and ``cls_logits`` (our FoI scores). FCOS's own box and centerness convs have no place in TSP-FCOS and
     are dropped; the transformer and the set-prediction heads are not in torchvision's model."""
     from .faster_rcnn import _from_torchvision as rcnn_map
 
+    if isinstance(model, TSPRCNN):  # fasterrcnn_resnet50_fpn: backbone, RPN and the fc box head coincide
+        keep = {k: v for k, v in state_dict.items() if k.startswith(("backbone.", "rpn.", "roi_heads.box_head."))}
+        return {k.replace("roi_heads.box_head.", "box_head.", 1): v for k, v in rcnn_map(keep, _RCNNView(model)).items()}
     body_fpn = {k: v for k, v in state_dict.items() if k.startswith(("backbone.body.", "backbone.fpn.inner_blocks.",
                                                                     "backbone.fpn.layer_blocks."))}
     out = rcnn_map(body_fpn, _RCNNView(model))
@@ -427,3 +431,173 @@ def tsp_fcos_resnet50_fpn(pretrained_backbone: str | bool | None = None, num_cla
     """TSP-FCOS on ResNet-50-FPN (P3-P7): the FoI selector over FCOS's head, 700 FoIs, a 6-layer encoder (d 256,
     8 heads, FFN 1024), set prediction with the FCOS-prior Hungarian matching."""
     return TSPFCOS(fcos_backbone("resnet50", pretrained_backbone), num_classes, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ TSP-RCNN
+def box_sine_embedding(boxes: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
+    """Sine encoding of boxes (..., 4) normalised to [0, 1]: each coordinate x 2 pi at ``dim // 4`` frequencies
+    temperature^(2i / (dim / 4)), sin on even and cos on odd features, the four coordinates concatenated: (..., dim)."""
+    f = dim // 4
+    dim_t = temperature ** (2 * torch.div(torch.arange(f, device=boxes.device), 2, rounding_mode="floor").float() / f)
+    x = boxes[..., None] * 2 * math.pi / dim_t
+    return torch.stack((x[..., 0::2].sin(), x[..., 1::2].cos()), -1).flatten(-3)
+
+
+def rcnn_prior(iou: Tensor, valid: Tensor, box_valid: Tensor, threshold: float = 0.5) -> Tensor:
+    """TSP-RCNN's matching prior: (N, K, M) True where object m is proposal k's Faster R-CNN assignment, its
+    highest-IoU object with IoU >= ``threshold`` (``iou`` (N, K, M); ``valid`` (N, K) and ``box_valid`` (N, M)
+    mark real proposals and objects). Each proposal may take at most one object."""
+    iou = iou.masked_fill(~box_valid[:, None, :], -1.0)
+    best = iou.argmax(-1, keepdim=True) if iou.shape[-1] else torch.zeros_like(iou[..., :1], dtype=torch.int64)
+    own = torch.zeros_like(iou, dtype=torch.bool).scatter_(-1, best, True) if iou.shape[-1] else iou.bool()
+    return own & (iou >= threshold) & valid[..., None] & box_valid[:, None, :]
+
+
+class TSPRCNN(nn.Module):
+    """TSP-RCNN (Sec. 4.2): an RPN's proposals (our Faster R-CNN parts: ResNet-FPN P2-P6, RPN, RoIAlign 7x7 and the
+    2 x 1024 fc box head), each RoI's feature projected to d plus a sine encoding of its normalised box (projected),
+    layer-normalised, a transformer encoder over the proposals of an image (padded ones masked), then per proposal
+    sigmoid class logits and class-agnostic box deltas on the proposal (Faster R-CNN's coder, weights 10/10/5/5).
+    The matching (as the official code's): an object may only take a proposal that Faster R-CNN's rule assigns to it
+    (its highest-IoU object, IoU >= ``prior_iou``, ``rcnn_prior``), the one of lowest cost -p(class) + 2 x (1 - GIoU)
+    (solved as a Hungarian problem with ``prior_cost`` outside the prior; objects without a proposal stay
+    unmatched); losses: sigmoid focal loss on the classes, L1 and GIoU on matched boxes, and the RPN's. The RoI
+    feature comes from torchvision's 2 x 1024 fc head where the official code configures its own convs/fcs."""
+
+    def __init__(self, frcnn: nn.Module, num_classes: int = 91, *, d_model: int = 256, heads: int = 8,
+                 enc_layers: int = 6, ffn: int = 1024, dropout: float = 0.1, prior_iou: float = 0.5,
+                 cost_class: float = 1.0, cost_bbox: float = 0.0, cost_giou: float = 2.0, prior_cost: float = 1e4,
+                 loss_weights: dict[str, float] | None = None, detections_per_img: int = 100,
+                 nms_thresh: float | None = None, prior_prob: float = 0.01) -> None:
+        super().__init__()
+        from ._parts.box_coder import BoxCoder
+
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+
+        self.transform, self.backbone, self.rpn = frcnn.transform, frcnn.backbone, frcnn.rpn
+        self.box_roi_pool, self.box_head = frcnn.roi_heads.box_roi_pool, frcnn.roi_heads.box_head
+        self.input_proj = nn.Linear(self.box_head.fc7.out_features, d_model)
+        self.pos_proj, self.input_norm = nn.Linear(d_model, d_model), nn.LayerNorm(d_model)
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ffn, dropout) for _ in range(enc_layers))
+        self.class_embed, self.bbox_embed = nn.Linear(d_model, num_classes), nn.Linear(d_model, 4)
+        self.coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+        self.num_classes, self.prior_iou, self.detections_per_img, self.nms_thresh = (num_classes, prior_iou,
+                                                                                     detections_per_img, nms_thresh)
+        self.matcher = TSPMatcher(cost_class, cost_bbox, cost_giou, prior_cost)
+        self.weights = {"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, **(loss_weights or {})}
+        for layer in self.encoder:
+            for p in layer.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+        nn.init.normal_(self.class_embed.weight, std=0.01)
+        nn.init.constant_(self.class_embed.bias, -math.log((1 - prior_prob) / prior_prob))
+        nn.init.normal_(self.bbox_embed.weight, std=0.001)
+        nn.init.zeros_(self.bbox_embed.bias)
+
+    def head(self, features: dict[str, Tensor], proposals: Sequence[Tensor], sizes: Sequence[tuple[int, int]]
+             ) -> dict[str, Tensor]:
+        n, k = len(proposals), max(max(len(p) for p in proposals), 1)
+        device = features[next(iter(features))].device
+        props = torch.zeros(n, k, 4, device=device)
+        props[..., 2:] = 1.0
+        valid = torch.zeros(n, k, dtype=torch.bool, device=device)
+        for i, p in enumerate(proposals):  # padding only
+            props[i, : len(p)], valid[i, : len(p)] = p, True
+        image = torch.arange(n, device=device)[:, None].expand(n, k)
+        rois = torch.cat((image.reshape(-1, 1).to(props.dtype), props.reshape(-1, 4)), 1)
+        x = self.box_head(self.box_roi_pool(features, rois, sizes)).view(n, k, -1)
+        scale = torch.tensor([[w, h, w, h] for h, w in sizes], dtype=props.dtype, device=device)[:, None]
+        pos = self.pos_proj(box_sine_embedding(props / scale, self.input_proj.out_features))
+        src = self.input_norm(self.input_proj(x) + pos)
+        for layer in self.encoder:
+            src = layer(src, pos, valid)
+        boxes = self.coder.decode(self.bbox_embed(src).reshape(-1, 4), props.reshape(-1, 4)).view(n, k, 4)
+        return {"pred_logits": self.class_embed(src), "pred_boxes": boxes, "proposals": props, "valid": valid,
+                "image_sizes": list(sizes)}
+
+    def loss(self, out: dict[str, Tensor], targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+        from torchvision.ops import box_iou
+
+        boxes, labels, box_valid, counts = TSPFCOS.padded_targets(self, targets, out["pred_logits"].device)
+        num_boxes = max(float(sum(counts)), 1.0)
+        n, k, _ = out["proposals"].shape
+        iou = box_iou(out["proposals"].flatten(0, 1), boxes.flatten(0, 1)).view(n, k, n, -1)[torch.arange(n), :, torch.arange(n)]
+        allowed = rcnn_prior(iou, out["valid"], box_valid, self.prior_iou)
+        scale = torch.tensor([[w, h, w, h] for h, w in out["image_sizes"]], dtype=boxes.dtype, device=boxes.device)[:, None]
+        pred, gt = out["pred_boxes"] / scale, boxes / scale
+        logits = out["pred_logits"].masked_fill(~out["valid"][..., None], -1e4)  # padding is never matched cheaply
+        matches = self.matcher(logits, pred, labels, gt, allowed, counts)
+        img = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(matches)]).to(pred.device)
+        q = torch.cat([q for q, _ in matches]).to(pred.device)
+        j = torch.cat([j for _, j in matches]).to(pred.device)
+        keep = allowed[img, q, j]  # an object without a proposal of its own stays unmatched (the official rule)
+        img, q, j = img[keep], q[keep], j[keep]
+        cls_t = torch.zeros_like(out["pred_logits"])
+        cls_t[img, q, labels[img, j]] = 1.0
+        focal = sigmoid_focal_loss(out["pred_logits"], cls_t, reduction="none").sum(-1)
+        loss_ce = (focal * out["valid"]).sum() / num_boxes
+        src, tgt = pred[img, q], gt[img, j]
+        terms = {"loss_ce": loss_ce, "loss_bbox": F.l1_loss(src, tgt, reduction="sum") / num_boxes,
+                 "loss_giou": (1 - torch.diag(generalized_box_iou(src, tgt))).sum() / num_boxes}
+        return {name: v * self.weights[name] for name, v in terms.items()}
+
+    def forward(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]] | None = None):
+        images = list(images)
+        if targets is not None:
+            check_targets(targets, len(images), self.num_classes)
+            targets = [dict(t, boxes=as_xyxy(t["boxes"]), labels=torch.as_tensor(t["labels"]).long()) for t in targets]
+        batch, scaled = self.transform(images, targets)
+        features = self.backbone(batch.tensors)
+        proposals, rpn_losses = self.rpn(batch, features, scaled)
+        proposals = [p.detach() for p in proposals]
+        if targets is not None:  # the objects join the proposals in training (detectron2's and torchvision's rule)
+            proposals = [torch.cat((p, t["boxes"].to(p))) for p, t in zip(proposals, scaled)]
+        out = self.head(features, proposals, batch.image_sizes)
+        if targets is None:
+            return out
+        return {**self.loss(out, scaled), **rpn_losses}
+
+    def postprocess(self, out: dict[str, Any], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """The top (proposal, class) pairs by class probability (optionally class-wise NMS), in each image's pixels."""
+        score = out["pred_logits"].sigmoid() * out["valid"][..., None]
+        _, k, c = score.shape
+        top = score.flatten(1).topk(min(self.detections_per_img, k * c), dim=1)
+        q, labels = top.indices // c, top.indices % c
+        boxes = out["pred_boxes"].gather(1, q[..., None].expand(-1, -1, 4))
+        dets = []
+        for b, s, lab, resized, size in zip(boxes, top.values, labels, out["image_sizes"], sizes):
+            rh, rw = resized
+            b = torch.stack((b[:, 0].clamp(0, rw), b[:, 1].clamp(0, rh), b[:, 2].clamp(0, rw), b[:, 3].clamp(0, rh)), 1)
+            b = b * torch.tensor([size[1] / rw, size[0] / rh] * 2, device=b.device)
+            if self.nms_thresh is not None:
+                from torchvision.ops import batched_nms
+
+                keep = batched_nms(b, s, lab, self.nms_thresh)
+                b, s, lab = b[keep], s[keep], lab[keep]
+            dets.append({"boxes": b, "scores": s, "labels": lab})
+        return dets
+
+    @torch.no_grad()
+    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
+        was = self.training
+        self.eval()
+        try:
+            return self.postprocess(self(images), image_sizes(images))
+        finally:
+            self.train(was)
+
+
+@register_model(paper="tsp", task="detection", num_classes=91, categories=COCO_CATEGORIES, input_size=(3, 800, 800),
+                classifier=("class_embed",), reference={"torchvision": "fasterrcnn_resnet50_fpn"},
+                notes="labels index the sigmoid classes directly (COCO: 91 ids, 0 unused); 700 proposals; losses "
+                      "come weighted (the RPN's included)")
+def tsp_rcnn_resnet50_fpn(pretrained_backbone: str | bool | None = None, num_classes: int = 91,
+                          min_size: int = 800, max_size: int = 1333, proposals: int = 700, **kwargs: Any) -> TSPRCNN:
+    """TSP-RCNN on ResNet-50-FPN: torchvision-layout backbone, RPN (``proposals`` after NMS), RoIAlign and fc head,
+    a 6-layer encoder over the proposals, set prediction with the IoU-prior Hungarian matching."""
+    from .faster_rcnn import FasterRCNN, _resnet_fpn
+
+    frcnn = FasterRCNN(_resnet_fpn(pretrained_backbone, None, None), 2, min_size=min_size, max_size=max_size,
+                       rpn_post_nms_top_n_train=proposals, rpn_post_nms_top_n_test=proposals)
+    return TSPRCNN(frcnn, num_classes, **kwargs)
