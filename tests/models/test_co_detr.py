@@ -10,7 +10,13 @@ import pytest
 import torch
 
 import paperzoo as pz
-from paperzoo.models.detection.co_detr import CoDETR, atss_assign, co_total, group_attention_mask, positive_queries
+from paperzoo.models.detection.co_detr import (
+    CoDETR,
+    atss_assign,
+    co_total,
+    group_attention_mask,
+    positive_queries,
+)
 from paperzoo.models.detection.detr import DETR
 from paperzoo.registry import create_model
 

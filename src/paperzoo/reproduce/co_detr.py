@@ -111,9 +111,9 @@ def run(cfg: Config, out: Path) -> Report:
         rows=rows,
         decision=decision,
         differences=[
-            "A single-scale DETR base with one ATSS-style auxiliary head (no centerness branch, distances instead of "
-            "anchor deltas) and no Faster R-CNN head; the paper uses Deformable-DETR (and DINO) with ATSS + Faster R-CNN "
-            "heads on a multi-scale pyramid, trained 12-36 epochs on COCO.",
+            ("A single-scale DETR base with one ATSS-style auxiliary head (no centerness branch, distances instead of "
+             "anchor deltas) and no Faster R-CNN head; the paper uses Deformable-DETR (and DINO) with ATSS + Faster "
+             "R-CNN heads on a multi-scale pyramid, trained 12-36 epochs on COCO."),
             f"Miniature models trained {cfg.recipe.epochs} epochs on {size} px synthetic scenes.",
         ],
         figures=figures,

@@ -38,9 +38,9 @@ from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 
 from ...errors import ConfigError
 from ...registry import create_model, register_model
-from .detr import _META, DETR, sine_position_embedding
 from ._parts.backbone import freeze_batchnorm
 from ._parts.grid import check_targets, image_sizes
+from .detr import _META, DETR, sine_position_embedding
 from .tsp import box_sine_embedding
 
 __all__ = ["CoDETR", "atss_assign", "co_total", "group_attention_mask", "positive_queries"]
@@ -324,7 +324,7 @@ def _decoder_layer_masked(layer: nn.Module, t: Tensor, query_pos: Tensor, memory
 
 def _attend(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     n, lq, d = q.shape
-    split = lambda t: t.view(n, -1, attn.heads, d // attn.heads).transpose(1, 2)  # noqa: E731
+    split = lambda t: t.view(n, -1, attn.heads, d // attn.heads).transpose(1, 2)
     out = F.scaled_dot_product_attention(split(attn.q_proj(q)), split(attn.k_proj(k)), split(attn.v_proj(v)),
                                          attn_mask=mask, dropout_p=attn.dropout if attn.training else 0.0)
     return attn.out_proj(out.transpose(1, 2).reshape(n, lq, d))
