@@ -18,7 +18,8 @@ Co-DETR keeps a DETR detector as it is at inference and adds, in training only, 
   Hungarian matching), at every decoder layer: L_dec^{i,l}.
 
 The total loss (eq. 6): L = sum_l L~_l^dec (the DETR loss) + lambda_1 sum_i L_i^enc + lambda_2 sum_i sum_l L_{i,l}^dec.
-``lambda_1 = 1``, ``lambda_2 = 2`` by default (the values of the official configurations as we read them). In training
+``lambda_2 = 2`` by default (the official Co-Deformable-DETR config sets ``lambda_2 = 2.0``); ``lambda_1 = 1``
+(the auxiliary heads' loss weights in the official configs were not checked). In training
 ``model(images, targets)`` returns every term already weighted (``co_total`` shows the weighting), so that their sum
 is the objective. Inference is exactly DETR's: with ``aux_heads=0`` a ``CoDETR`` is our ``DETR`` with the same
 weights and outputs.
