@@ -148,6 +148,7 @@ def worker(rank, world, path, port):
     dist.all_reduce(w.grad)
     w.grad /= world  # what DDP does with the gradients
     torch.save({"loss": loss.detach(), "grad": w.grad}, f"{path}/{rank}.pt")
+    dist.barrier()  # neither rank tears gloo down while the other still uses it (a teardown race aborted rank 1 once)
     dist.destroy_process_group()
 
 if __name__ == "__main__":  # this process is rank 0, one spawned process rank 1
