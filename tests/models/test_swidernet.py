@@ -92,3 +92,20 @@ def test_model_outputs_train_through_the_segmentation_task_and_bad_arguments_fai
     assert model.backbone.stages[-1][0].conv1.delta.grad is not None
     with pytest.raises(PaperzooError):
         pz.create_model("swidernet_0_25_0_25_0_75", bogus=1)
+
+
+def test_train_through_the_cli(tmp_path) -> None:
+    """``paperzoo train`` runs the smallest SWideRNet on the scenes' class masks and reports mean IoU."""
+    import json
+
+    from paperzoo.cli import main
+
+    main(["train", "--model", "swidernet_0_25_0_25_0_75", "--data", "shapes", "--epochs", "1", "--batch-size", "4",
+          "data.image_size=32", "data.size=8", "data.val_size=4", "model_args.decoder=16",
+          "model_args.instance_decoder=8", "--out", str(tmp_path)])
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "val_miou" in [r for r in rows if r["kind"] == "epoch"][-1]
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "swidernet_0_25_0_25_0_75", "--data", "shapes", "model_args.w9=3",
+              "--out", str(tmp_path / "b")])
+    assert e.value.code == 2
