@@ -109,3 +109,42 @@ def test_train_through_the_cli(tmp_path) -> None:
         main(["train", "--model", "swidernet_0_25_0_25_0_75", "--data", "shapes", "model_args.w9=3",
               "--out", str(tmp_path / "b")])
     assert e.value.code == 2
+
+
+@pytest.mark.paper("swidernet")
+def test_instance_targets_merge_back_and_pq_from_torchmetrics(record_property) -> None:
+    """Targets of two squares: heat 1 at their centers, offsets to them; merged back they give PQ 1 (torchmetrics);
+    with the second center missing both squares become one 41-px segment that matches the 25-px square (IoU 25/41
+    > 0.5; the 16-px one is a false negative): things PQ (25/41) / (1 + 0.5), stuff PQ 1, PQ their mean."""
+    from torchmetrics.detection import PanopticQuality
+
+    from paperzoo.models.segmentation.swidernet import instance_losses, instance_targets
+
+    masks = torch.zeros(2, 12, 16, dtype=torch.bool)
+    masks[0, 2:6, 1:5] = True  # center of mass (3.5, 2.5)
+    masks[1, 6:11, 9:14] = True  # center (8, 11)
+    heat, offset, fg = instance_targets(masks, sigma=2.0)
+    assert heat[8, 11] == 1 and heat[4, 2] == 1  # rounded centers
+    assert torch.allclose(offset[:, 2, 1], torch.tensor([1.5, 1.5])) and torch.allclose(offset[:, 10, 13], torch.tensor([-2.0, -2.0]))
+    assert torch.equal(fg, masks.any(0)) and offset[:, ~fg].abs().sum() == 0
+    sem = fg.long()  # class 1 = thing, 0 = stuff
+
+    def pq(pan: torch.Tensor) -> float:
+        def pair(p):
+            return torch.stack([p // 1000, p % 1000], -1)[None]
+        gt = sem * 1000 + (masks[0] * 1 + masks[1] * 2)
+        metric = PanopticQuality(things={1}, stuffs={0})
+        return float(metric(pair(pan), pair(gt)))
+
+    good = pq(panoptic_merge(sem, heat, offset, thing_ids=[1], threshold=0.5))
+    lost = heat.clone()
+    lost[5:, 8:] = 0
+    bad = pq(panoptic_merge(sem, lost, offset, thing_ids=[1], threshold=0.5))
+    record_property("pq_perfect", good)
+    record_property("pq_one_center_lost", bad)
+    assert good == pytest.approx(1.0) and bad == pytest.approx((25 / 41 / 1.5 + 1) / 2)
+    out = {"center": heat[None, None], "offset": offset[None]}
+    zero = instance_losses(out, heat[None], offset[None], fg[None])
+    assert float(zero["center"]) == 0 and float(zero["offset"]) == 0
+    shifted = instance_losses({"center": out["center"], "offset": out["offset"] + 1}, heat[None], offset[None], fg[None])
+    assert float(shifted["offset"]) == pytest.approx(0.01 * 2)  # |1| + |1| per instance pixel, weight 0.01

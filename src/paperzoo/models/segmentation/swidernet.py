@@ -33,7 +33,7 @@ from torch import nn
 from ...errors import PaperzooError
 from ...registry import register_model
 
-__all__ = ["SAC", "SWideRNet", "PanopticDeepLab", "stage_config", "panoptic_merge"]
+__all__ = ["SAC", "SWideRNet", "PanopticDeepLab", "instance_losses", "instance_targets", "panoptic_merge", "stage_config"]
 
 BASE_STEM = 64
 # (channels, blocks, stride, dilation, width group: 1 -> w1, 2 -> w2, sac)
@@ -269,3 +269,31 @@ VARIANTS = {"swidernet_0_25_0_25_0_75": (0.25, 0.25, 0.75), "swidernet_1_1_1": (
             "swidernet_1_1_4_5": (1.0, 1.0, 4.5), "swidernet_1_1_2": (1.0, 1.0, 2.0)}
 for _n, _cfg in VARIANTS.items():
     globals()[_n] = _make(_n, *_cfg)
+
+
+def instance_targets(masks: torch.Tensor, sigma: float = 8.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Panoptic-DeepLab's instance targets from one image's instance masks (N, H, W): the center heatmap (H, W)
+    (a Gaussian of std ``sigma`` at each instance's center of mass, the max over instances), the offsets (2, H, W)
+    from each instance pixel to its center (dy, dx), and the mask of instance pixels."""
+    n, h, w = masks.shape
+    m = masks.bool().float()
+    gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    area = m.sum((1, 2)).clamp_min(1)
+    cy, cx = (m * gy).sum((1, 2)) / area, (m * gx).sum((1, 2)) / area  # (N,)
+    g = torch.exp(-((gy - cy.round()[:, None, None]) ** 2 + (gx - cx.round()[:, None, None]) ** 2) / (2 * sigma ** 2))
+    heat = g.amax(0) if n else torch.zeros(h, w)
+    owner = (m * torch.arange(1, n + 1, dtype=torch.float32)[:, None, None]).amax(0).long()  # last instance wins
+    fg = owner > 0
+    idx = (owner - 1).clamp_min(0)
+    offset = torch.stack([cy[idx] - gy, cx[idx] - gx]) * fg if n else torch.zeros(2, h, w)
+    return heat, offset, fg
+
+
+def instance_losses(out: dict[str, torch.Tensor], heat: torch.Tensor, offset: torch.Tensor, fg: torch.Tensor,
+                    center_weight: float = 200.0, offset_weight: float = 0.01) -> dict[str, torch.Tensor]:
+    """Panoptic-DeepLab's instance losses: MSE on the center heatmap (weight 200) and L1 on the offsets over
+    instance pixels (weight 0.01). ``heat`` (B, H, W), ``offset`` (B, 2, H, W), ``fg`` (B, H, W)."""
+    center = F.mse_loss(out["center"][:, 0], heat)
+    m = fg[:, None].float()
+    off = ((out["offset"] - offset).abs() * m).sum() / m.sum().clamp_min(1)
+    return {"center": center_weight * center, "offset": offset_weight * off}
