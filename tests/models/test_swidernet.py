@@ -146,5 +146,5 @@ def test_instance_targets_merge_back_and_pq_from_torchmetrics(record_property) -
     out = {"center": heat[None, None], "offset": offset[None]}
     zero = instance_losses(out, heat[None], offset[None], fg[None])
     assert float(zero["center"]) == 0 and float(zero["offset"]) == 0
-    shifted = instance_losses({"center": out["center"], "offset": out["offset"] + 1}, heat[None], offset[None], fg[None])
-    assert float(shifted["offset"]) == pytest.approx(0.01 * 2)  # |1| + |1| per instance pixel, weight 0.01
+    shifted = instance_losses({"center": out["center"], "offset": out["offset"] + 2}, heat[None], offset[None], fg[None])
+    assert float(shifted["offset"]) == pytest.approx(0.01 * 4)  # |2| + |2| per instance pixel, weight 0.01
