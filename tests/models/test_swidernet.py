@@ -95,7 +95,7 @@ def test_model_outputs_train_through_the_segmentation_task_and_bad_arguments_fai
 
 
 def test_train_through_the_cli(tmp_path) -> None:
-    """``paperzoo train`` runs the smallest SWideRNet on the scenes' class masks and reports mean IoU."""
+    """``paperzoo train`` runs the smallest SWideRNet with the panoptic task (semantic + center + offset losses) and reports PQ and mean IoU."""
     import json
 
     from paperzoo.cli import main
@@ -104,7 +104,9 @@ def test_train_through_the_cli(tmp_path) -> None:
           "data.image_size=32", "data.size=8", "data.val_size=4", "model_args.decoder=16",
           "model_args.instance_decoder=8", "--out", str(tmp_path)])
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert "val_miou" in [r for r in rows if r["kind"] == "epoch"][-1]
+    last = [r for r in rows if r["kind"] == "epoch"][-1]
+    assert "val_miou" in last and 0 <= last["val_pq"] <= 1, last
+    assert "loss_center" in str(rows) and "loss_offset" in str(rows)
     with pytest.raises(SystemExit) as e:
         main(["train", "--model", "swidernet_0_25_0_25_0_75", "--data", "shapes", "model_args.w9=3",
               "--out", str(tmp_path / "b")])

@@ -201,6 +201,9 @@ class PanopticDeepLab(nn.Module):
         self.sem_head = _head(d, d, num_classes)
         self.center_head = _head(di, max(1, di // 4), 1)
         self.offset_head = _head(di, max(1, di // 4), 2)
+        for h in (self.center_head, self.offset_head):  # start at "no centers, zero offsets" (ours, for stability)
+            nn.init.zeros_(h[-1].weight)
+            nn.init.zeros_(h[-1].bias)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         size = images.shape[-2:]
@@ -259,7 +262,7 @@ def _make(name: str, w1: float, w2: float, depth: float):
         return PanopticDeepLab(num_classes, w1, w2, depth, in_chans, decoder, instance_decoder)
 
     build.__name__ = build.__qualname__ = name
-    return register_model(build, paper="swidernet", task="segmentation", num_classes=19, input_size=(3, 512, 512),
+    return register_model(build, paper="swidernet", task="panoptic", num_classes=19, input_size=(3, 512, 512),
                     paper_params_m=None,
                     notes=f"SWideRNet-({w1}, {w2}, {depth}) backbone with a Panoptic-DeepLab head; "
                           "output {'out', 'center', 'offset'}; panoptic_merge gives the panoptic map")
