@@ -253,25 +253,44 @@ def panoptic_merge(semantic: torch.Tensor, center: torch.Tensor, offset: torch.T
     return torch.where(thing, cls[inst] * label_divisor + inst, panoptic)
 
 
-def _make(name: str, w1: float, w2: float, depth: float):
-    def build(num_classes: int = 19, in_chans: int = 3, decoder: int = 256, instance_decoder: int = 128,
-              **kwargs: Any) -> PanopticDeepLab:
-        """SWideRNet-(w1, w2, l) with a Panoptic-DeepLab head."""
-        if kwargs:
-            raise PaperzooError(f"model '{name}' does not take the argument '{next(iter(kwargs))}'")
-        return PanopticDeepLab(num_classes, w1, w2, depth, in_chans, decoder, instance_decoder)
-
-    build.__name__ = build.__qualname__ = name
-    return register_model(build, paper="swidernet", task="panoptic", num_classes=19, input_size=(3, 512, 512),
-                    paper_params_m=None,
-                    notes=f"SWideRNet-({w1}, {w2}, {depth}) backbone with a Panoptic-DeepLab head; "
-                          "output {'out', 'center', 'offset'}; panoptic_merge gives the panoptic map")
+def _swidernet(name: str, w1: float, w2: float, depth: float, num_classes: int, in_chans: int, decoder: int,
+               instance_decoder: int, kwargs: dict[str, Any]) -> PanopticDeepLab:
+    if kwargs:
+        raise PaperzooError(f"model '{name}' does not take the argument '{next(iter(kwargs))}'")
+    return PanopticDeepLab(num_classes, w1, w2, depth, in_chans, decoder, instance_decoder)
 
 
-VARIANTS = {"swidernet_0_25_0_25_0_75": (0.25, 0.25, 0.75), "swidernet_1_1_1": (1.0, 1.0, 1.0),
-            "swidernet_1_1_4_5": (1.0, 1.0, 4.5), "swidernet_1_1_2": (1.0, 1.0, 2.0)}
-for _n, _cfg in VARIANTS.items():
-    globals()[_n] = _make(_n, *_cfg)
+_META = dict(paper="swidernet", task="panoptic", num_classes=19, input_size=(3, 512, 512), paper_params_m=None)
+_NOTES = "backbone with a Panoptic-DeepLab head; output {'out', 'center', 'offset'}; panoptic_merge gives the panoptic map"
+
+
+@register_model(**_META, notes="SWideRNet-(0.25, 0.25, 0.75) " + _NOTES)
+def swidernet_0_25_0_25_0_75(num_classes: int = 19, in_chans: int = 3, decoder: int = 256, instance_decoder: int = 128,
+                             **kwargs: Any) -> PanopticDeepLab:
+    """SWideRNet-(0.25, 0.25, 0.75) with a Panoptic-DeepLab head."""
+    return _swidernet("swidernet_0_25_0_25_0_75", 0.25, 0.25, 0.75, num_classes, in_chans, decoder, instance_decoder,
+                      kwargs)
+
+
+@register_model(**_META, notes="SWideRNet-(1, 1, 1) " + _NOTES)
+def swidernet_1_1_1(num_classes: int = 19, in_chans: int = 3, decoder: int = 256, instance_decoder: int = 128,
+                    **kwargs: Any) -> PanopticDeepLab:
+    """SWideRNet-(1, 1, 1) with a Panoptic-DeepLab head."""
+    return _swidernet("swidernet_1_1_1", 1.0, 1.0, 1.0, num_classes, in_chans, decoder, instance_decoder, kwargs)
+
+
+@register_model(**_META, notes="SWideRNet-(1, 1, 2) " + _NOTES)
+def swidernet_1_1_2(num_classes: int = 19, in_chans: int = 3, decoder: int = 256, instance_decoder: int = 128,
+                    **kwargs: Any) -> PanopticDeepLab:
+    """SWideRNet-(1, 1, 2) with a Panoptic-DeepLab head."""
+    return _swidernet("swidernet_1_1_2", 1.0, 1.0, 2.0, num_classes, in_chans, decoder, instance_decoder, kwargs)
+
+
+@register_model(**_META, notes="SWideRNet-(1, 1, 4.5) " + _NOTES)
+def swidernet_1_1_4_5(num_classes: int = 19, in_chans: int = 3, decoder: int = 256, instance_decoder: int = 128,
+                      **kwargs: Any) -> PanopticDeepLab:
+    """SWideRNet-(1, 1, 4.5) with a Panoptic-DeepLab head."""
+    return _swidernet("swidernet_1_1_4_5", 1.0, 1.0, 4.5, num_classes, in_chans, decoder, instance_decoder, kwargs)
 
 
 def instance_targets(masks: torch.Tensor, sigma: float = 8.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
