@@ -42,6 +42,7 @@ from ...registry import IMAGENET_MEAN, IMAGENET_STD, create_model, register_mode
 from ...weights import register_converter
 from ._coco import COCO_CATEGORIES
 from ._parts.backbone import freeze_batchnorm
+from ._parts.detector import Detector
 from ._parts.grid import check_targets, image_sizes, normalized_targets
 from ._parts.transform import DetectionTransform
 
@@ -213,7 +214,7 @@ class SetCriterion(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------------- model
-class DETR(nn.Module):
+class DETR(Detector, nn.Module):
     """Backbone -> 1x1 projection -> transformer encoder-decoder with object queries -> class and box heads.
 
     ``backbone`` returns one map (``features_only`` with one index); ``min_size``/``max_size`` resize images as
@@ -322,15 +323,6 @@ class DETR(nn.Module):
                     for d in dets]
         return dets
 
-    @torch.no_grad()
-    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        """Detection dicts (eval mode): one per query (or after NMS with ``nms_thresh``), boxes XYXY in pixels."""
-        was = self.training
-        self.eval()
-        try:
-            return self.postprocess(self(images), image_sizes(images))
-        finally:
-            self.train(was)
 
 
 # ------------------------------------------------------------------------------------------- converters

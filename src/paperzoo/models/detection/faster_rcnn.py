@@ -27,21 +27,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...errors import ConfigError, DataError
+from ...errors import ConfigError
 from ...registry import IMAGENET_MEAN, IMAGENET_STD, create_model, register_model
 from ...weights import register_converter
 from ._coco import COCO_CATEGORIES
 from ._parts.anchors import AnchorGenerator
 from ._parts.backbone import MobileNetTaps, mobilenet_fpn_backbone, resnet_fpn_backbone, trainable_layers
+from ._parts.detector import Detector
+from ._parts.grid import check_targets
 from ._parts.poolers import RoIPooler
 from ._parts.roi_heads import ConvFCHead, FastRCNNPredictor, RoIHeads, TwoMLPHead
 from ._parts.rpn import RegionProposalNetwork, RPNHead
-from ._parts.transform import DetectionTransform, as_xyxy
+from ._parts.transform import DetectionTransform
 
 __all__ = ["FasterRCNN", "GeneralizedRCNN"]
 
 
-class GeneralizedRCNN(nn.Module):
+class GeneralizedRCNN(Detector, nn.Module):
     """transform -> backbone -> rpn -> roi_heads -> back to each image's pixels.
 
     ``model(images)`` in eval mode returns one dict per image, ``{"boxes" (N, 4) XYXY in the image's pixels,
@@ -57,32 +59,10 @@ class GeneralizedRCNN(nn.Module):
         self.rpn = rpn
         self.roi_heads = roi_heads
 
-    def _check_targets(self, targets: Sequence[dict[str, Tensor]] | None, n_images: int) -> None:
-        if targets is None:
-            raise DataError("targets are needed in training mode: one dict of 'boxes' and 'labels' per image")
-        if len(targets) != n_images:
-            raise DataError(f"{n_images} images but {len(targets)} targets")
-        num_classes = getattr(self, "num_classes", None)
-        for i, t in enumerate(targets):
-            if "boxes" not in t or "labels" not in t:
-                raise DataError(f"target {i} lacks 'boxes' or 'labels' (has {sorted(t)})")
-            boxes = as_xyxy(t["boxes"])
-            if boxes.dim() != 2 or boxes.shape[-1] != 4:
-                raise DataError(f"target {i}: boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-            if len(t["labels"]) != len(boxes):
-                raise DataError(f"target {i}: {len(boxes)} boxes but {len(t['labels'])} labels")
-            bad = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
-            if bad.any():
-                raise DataError(f"target {i}: box {boxes[bad][0].tolist()} has no positive width and height")
-            labels = torch.as_tensor(t["labels"])
-            if len(labels) and num_classes is not None and (labels.min() < 1 or labels.max() >= num_classes):
-                raise DataError(f"target {i}: labels must lie in 1..{num_classes - 1} (0 is background), "
-                                f"got {labels.min().item()}..{labels.max().item()}")
-
     def forward(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]] | None = None):
         images = list(images)
         if self.training:
-            self._check_targets(targets, len(images))
+            check_targets(targets, len(images), getattr(self, "num_classes", None), first=1)
             targets = [dict(t, labels=torch.as_tensor(t["labels"]).to(torch.int64)) for t in targets]
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(images, targets if self.training else None)
@@ -95,16 +75,8 @@ class GeneralizedRCNN(nn.Module):
             return {**detector_losses, **proposal_losses}
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
 
-    @torch.no_grad()
-    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        """Detections of each image (eval mode, no gradients): ``{"boxes", "scores", "labels"}`` with boxes XYXY in
-        that image's own pixels. The one path that evaluation and drawing use."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self(images)
-        finally:
-            self.train(was_training)
+    def _detections(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
+        return self(images)  # eval mode, no gradients: boxes XYXY in each image's own pixels
 
 
 class FasterRCNN(GeneralizedRCNN):

@@ -41,6 +41,7 @@ from ...weights import register_converter
 from ._coco import COCO_CATEGORIES
 from ._parts.backbone import trainable_layers
 from ._parts.box_coder import BoxCoder
+from ._parts.detector import Detector
 from ._parts.grid import check_targets, image_sizes, nms_per_image, square_batch
 from ._parts.sampler import match_boxes, pad_boxes
 from ._parts.transform import as_xyxy
@@ -118,7 +119,7 @@ def multibox_loss(cls_logits: Tensor, bbox_regression: Tensor, anchors: Tensor, 
     return {"bbox_regression": loc / n, "classification": (conf[fg].sum() + conf[hard_neg].sum()) / n}
 
 
-class SSD(nn.Module):
+class SSD(Detector, nn.Module):
     """A backbone giving an ordered dict of maps, one classification and one box conv predictor per map, default
     boxes, the multibox loss and NMS. ``size`` is the square input every image is resized to (aspect not kept).
 
@@ -188,15 +189,8 @@ class SSD(nn.Module):
         cand = boxes[image, anchor] * ratio[image]
         return nms_per_image(image, cand, top[image, label, j], label + 1, n, c, self.nms_thresh, self.detections_per_img)
 
-    @torch.no_grad()
-    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        """Detections of each image in eval mode: ``{"boxes", "scores", "labels"}``, boxes XYXY in its pixels."""
-        was = self.training
-        self.eval()
-        try:
-            return self(images)
-        finally:
-            self.train(was)
+    def _detections(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
+        return self(images)  # eval mode: boxes XYXY in each image's pixels
 
 
 class SSDHead(nn.Module):

@@ -47,8 +47,9 @@ from ...registry import IMAGENET_MEAN, IMAGENET_STD, create_model, register_mode
 from ...weights import register_converter
 from ._coco import COCO_CATEGORIES
 from ._parts.backbone import freeze_batchnorm
+from ._parts.detector import Detector
 from ._parts.fpn import FeaturePyramid
-from ._parts.grid import check_targets, image_sizes
+from ._parts.grid import check_targets
 from ._parts.transform import DetectionTransform, as_xyxy
 from .detr import EncoderLayer, sine_position_embedding
 
@@ -183,7 +184,7 @@ def _tower(channels: int, convs: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class TSPFCOS(nn.Module):
+class TSPFCOS(Detector, nn.Module):
     """TSP-FCOS around an ``FCOSBackbone`` (5 maps of strides ``strides``)."""
 
     def __init__(self, backbone: FCOSBackbone, num_classes: int = 91, *, strides: Sequence[int] = (8, 16, 32, 64, 128),
@@ -361,16 +362,6 @@ class TSPFCOS(nn.Module):
             dets.append({"boxes": b, "scores": s, "labels": lab})
         return dets
 
-    @torch.no_grad()
-    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        """Detection dicts (eval mode), boxes XYXY in each image's pixels, no NMS."""
-        was = self.training
-        self.eval()
-        try:
-            return self.postprocess(self(images), image_sizes(images))
-        finally:
-            self.train(was)
-
 
 # ------------------------------------------------------------------------------------------- converters
 @register_converter("tsp", "torchvision")
@@ -453,7 +444,7 @@ def rcnn_prior(iou: Tensor, valid: Tensor, box_valid: Tensor, threshold: float =
     return own & (iou >= threshold) & valid[..., None] & box_valid[:, None, :]
 
 
-class TSPRCNN(nn.Module):
+class TSPRCNN(Detector, nn.Module):
     """TSP-RCNN (Sec. 4.2): an RPN's proposals (our Faster R-CNN parts: ResNet-FPN P2-P6, RPN, RoIAlign 7x7 and the
     2 x 1024 fc box head), each RoI's feature projected to d plus a sine encoding of its normalised box (projected),
     layer-normalised, a transformer encoder over the proposals of an image (padded ones masked), then per proposal
@@ -577,15 +568,6 @@ class TSPRCNN(nn.Module):
                 b, s, lab = b[keep], s[keep], lab[keep]
             dets.append({"boxes": b, "scores": s, "labels": lab})
         return dets
-
-    @torch.no_grad()
-    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        was = self.training
-        self.eval()
-        try:
-            return self.postprocess(self(images), image_sizes(images))
-        finally:
-            self.train(was)
 
 
 @register_model(paper="tsp", task="detection", num_classes=91, categories=COCO_CATEGORIES, input_size=(3, 800, 800),

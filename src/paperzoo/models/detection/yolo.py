@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import register_model
+from ._parts.detector import Detector
 from ._parts.grid import check_targets, image_sizes, normalized_targets, postprocess, square_batch
 
 __all__ = ["YOLOv1", "decode", "yolo_loss"]
@@ -152,7 +153,7 @@ def yolo_loss(head: Tensor, image: Tensor, gt_boxes: Tensor, labels: Tensor, box
             "loss_noobj": lambda_noobj * loss_noobj / n, "loss_class": loss_class / n}
 
 
-class YOLOv1(nn.Module):
+class YOLOv1(Detector, nn.Module):
     """A conv trunk, FC (``hidden``) then FC to S x S x (5B + C).
 
     ``model(x)`` with ``x`` an (N, 3, image_size, image_size) batch (or a list of images of any sizes, resized) gives
@@ -195,18 +196,12 @@ class YOLOv1(nn.Module):
         image, boxes, labels = normalized_targets(targets, sizes)
         return yolo_loss(out, image, boxes, labels, self.boxes, self.lambda_coord, self.lambda_noobj)
 
-    @torch.no_grad()
-    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        """Detections of each image (eval mode): class-specific confidences (eq. 2) above ``score_thresh``, NMS
-        per class at ``nms_thresh``, the best ``detections_per_img``; boxes XYXY in the image's pixels."""
-        was = self.training
-        self.eval()
-        try:
-            sizes = image_sizes(images)
-            boxes, scores = decode(self(images), self.boxes)
-            return postprocess(boxes, scores, sizes, self.score_thresh, self.nms_thresh, self.detections_per_img)
-        finally:
-            self.train(was)
+    def _detections(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
+        """Class-specific confidences (eq. 2) above ``score_thresh``, NMS per class at ``nms_thresh``, the best
+        ``detections_per_img``; boxes XYXY in the image's pixels."""
+        boxes, scores = decode(self(images), self.boxes)
+        return postprocess(boxes, scores, image_sizes(images), self.score_thresh, self.nms_thresh,
+                           self.detections_per_img)
 
 
 _META = dict(paper="yolo", task="detection", input_size=(3, 448, 448), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError, DataError
 from ...registry import register_model
+from ._parts.detector import Detector
 from ._parts.grid import check_targets, image_sizes, normalized_targets, postprocess, square_batch
 
 __all__ = ["Darknet19", "YOLOv2", "iou_wh", "kmeans_anchors", "mean_best_iou", "region_loss"]
@@ -226,7 +227,7 @@ def space_to_depth(x: Tensor, block: int = 2) -> Tensor:
     return F.pixel_unshuffle(x, block)
 
 
-class YOLOv2(nn.Module):
+class YOLOv2(Detector, nn.Module):
     """Darknet-19's conv layers (its classifier removed), three 3x3x1024 convs with the passthrough joined before the
     last of them, and a 1x1 conv to A x (5 + C) per cell.
 
@@ -295,22 +296,14 @@ class YOLOv2(nn.Module):
         anchors = self.anchors_cells.to(x.device) * out.shape[1] / (self.image_size // 32)
         return region_loss(out, anchors, image, boxes, labels, **self.loss_weights)
 
-    @torch.no_grad()
-    def detect(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
-        """Detections: objectness x class probability above ``score_thresh``, NMS per class, in each image's pixels."""
-        was = self.training
-        self.eval()
-        try:
-            sizes = image_sizes(images)
-            x, _ = square_batch(images, self.image_size, self.mean, self.std)
-            head = self.head(x)
-            boxes, obj, probs, _ = decode_region(head, self.anchors_cells.to(x.device))
-            n = len(x)
-            scores = (obj[..., None] * probs).reshape(n, -1, self.num_classes)
-            return postprocess(_xyxy(boxes).reshape(n, -1, 4), scores, sizes, self.score_thresh, self.nms_thresh,
-                               self.detections_per_img)
-        finally:
-            self.train(was)
+    def _detections(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
+        """Objectness x class probability above ``score_thresh``, NMS per class, in each image's pixels."""
+        x, _ = square_batch(images, self.image_size, self.mean, self.std)
+        boxes, obj, probs, _ = decode_region(self.head(x), self.anchors_cells.to(x.device))
+        n = len(x)
+        scores = (obj[..., None] * probs).reshape(n, -1, self.num_classes)
+        return postprocess(_xyxy(boxes).reshape(n, -1, 4), scores, image_sizes(images), self.score_thresh,
+                           self.nms_thresh, self.detections_per_img)
 
 
 @register_model(paper="yolov2", paper_gflops=5.58, input_size=(3, 224, 224), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),

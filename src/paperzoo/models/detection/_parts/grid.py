@@ -50,10 +50,12 @@ def square_batch(images: Sequence[Tensor] | Tensor, size: int, mean: Sequence[fl
     return (x - m) / s, sizes
 
 
-def check_targets(targets: Sequence[dict[str, Tensor]] | None, n_images: int, num_classes: int, first: int = 0) -> None:
-    """One clear error for targets a detector cannot learn from: labels must lie in ``first``..num_classes-1."""
+def check_targets(targets: Sequence[dict[str, Tensor]] | None, n_images: int, num_classes: int | None,
+                  first: int = 0) -> None:
+    """One clear error for targets a detector cannot learn from: labels must lie in ``first``..num_classes-1
+    (``first=1``: 0 is the background class; ``num_classes=None``: labels are not checked)."""
     if targets is None:
-        raise DataError("targets are needed for the loss: one dict of 'boxes' and 'labels' per image")
+        raise DataError("targets are needed for the loss (training mode): one dict of 'boxes' and 'labels' per image")
     if len(targets) != n_images:
         raise DataError(f"{n_images} images but {len(targets)} targets")
     for i, t in enumerate(targets):
@@ -68,8 +70,9 @@ def check_targets(targets: Sequence[dict[str, Tensor]] | None, n_images: int, nu
         if bad.any():
             raise DataError(f"target {i}: box {boxes[bad][0].tolist()} has no positive width and height")
         labels = torch.as_tensor(t["labels"])
-        if len(labels) and (labels.min() < first or labels.max() >= num_classes):
-            raise DataError(f"target {i}: labels must lie in {first}..{num_classes - 1}, "
+        if len(labels) and num_classes is not None and (labels.min() < first or labels.max() >= num_classes):
+            note = " (0 is background)" if first == 1 else ""
+            raise DataError(f"target {i}: labels must lie in {first}..{num_classes - 1}{note}, "
                             f"got {labels.min().item()}..{labels.max().item()}")
 
 
