@@ -29,19 +29,20 @@ class Config:
     data: Data = field(default_factory=lambda: Data(
         kind="segmentation", image_size=64, train_size=320, test_size=150, preset="easy", scale=(0.25, 0.6),
         knobs={"classes": CLASSES, "min_objects": 1, "max_objects": 3}))
-    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=6, batch_size=16, optimizer="adamw", lr=2e-3,
+    recipe: Recipe = field(default_factory=lambda: Recipe(epochs=30, batch_size=16, optimizer="adamw", lr=2e-3,
                                                           weight_decay=1e-4, warmup_epochs=0.5))
     width: float = 0.0625  # VGG-16's channels x 1/16: 4 ... 32
     fc_dim: int = 128  # fc6/fc7 width (4096 in the paper)
     fc6_kernel: int = 4  # fc6's window over pool5 (7 at 224 px in the paper)
     pad: int = 40  # conv1_1's padding (100 in the released nets), enough for the crops at this fc6 size
+    drop_rate: float = 0.0  # fc6/fc7 dropout (0.5 in the paper): at 128 channels it kept 6-epoch nets at background
     tol: int = 1  # boundary F-score tolerance in pixels
     seeds: tuple[int, ...] = (0, 1)
 
 
 SMOKE = dict(data=dict(image_size=48, train_size=16, test_size=8), recipe=dict(epochs=1, batch_size=8), seeds=(0,))
 FULL = dict(data=dict(image_size=128, train_size=4000, test_size=500), recipe=dict(epochs=30), width=0.25, fc_dim=512,
-            fc6_kernel=7, pad=100, seeds=(0, 1, 2))
+            fc6_kernel=7, pad=100, drop_rate=0.5, seeds=(0, 1, 2))
 
 
 def run(cfg: Config, out: Path) -> Report:
@@ -52,7 +53,7 @@ def run(cfg: Config, out: Path) -> Report:
     def arm(stride: int):
         def train_one(seed: int):
             model = seeded(seed, lambda: FCNVGG(stride=stride, num_classes=k, width=cfg.width, fc_dim=cfg.fc_dim,
-                                                fc6_kernel=cfg.fc6_kernel, pad=cfg.pad))
+                                                fc6_kernel=cfg.fc6_kernel, pad=cfg.pad, drop_rate=cfg.drop_rate))
             return fit(f"fcn{stride}s", model, train, test, seed=seed, recipe=cfg.recipe, task=task,
                        eval_every=cfg.recipe.epochs)
         return train_one
@@ -90,6 +91,8 @@ def run(cfg: Config, out: Path) -> Report:
             "from 32s and 8s from 16s (the paper's staged training).",
             f"A narrow VGG-16 (1/{round(1 / cfg.width)} of the channels) on {cfg.data.image_size} px synthetic scenes with "
             f"{len(CLASSES)} shape classes instead of PASCAL VOC's 20 at ~500 px; a smaller fc6 window and padding.",
+            f"fc6/fc7 dropout {cfg.drop_rate} (0.5 in the paper): with {cfg.fc_dim} channels and dropout 0.5, nets "
+            "trained from scratch for 6 epochs predicted background everywhere (mean IoU 20.5 for all three).",
             "Boundary F-score as the measure of sharpness (the paper shows it in Fig. 4 and reports mean IU only).",
         ],
         figures=figures,
