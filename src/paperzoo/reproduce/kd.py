@@ -53,19 +53,34 @@ def _resnet20(width: int, train) -> torch.nn.Module:
     return create_model("resnet20_cifar", num_classes=train.num_classes, in_chans=train.in_chans, width=width)
 
 
+def recipe(cfg: Config, test) -> dict:
+    """The teacher's and every student's training settings (SGD, 5% warmup, the configured shifts)."""
+    augment = FlipShift(cfg.augment_shift, False, background(test)) if cfg.augment_shift else None
+    return dict(batch_size=cfg.batch_size, warmup_fraction=0.05, batch_transform=augment, optimizer="sgd", lr=cfg.lr,
+                weight_decay=cfg.weight_decay)
+
+
+def train_teacher(cfg: Config, train, test):
+    """The wide ResNet-20 teacher's ``Run``, trained on the labels from ``teacher_seed``."""
+    return fit("teacher_resnet20", seeded(cfg.teacher_seed, lambda: _resnet20(cfg.teacher_width, train)), train, test,
+               seed=cfg.teacher_seed, steps=cfg.teacher_steps, **recipe(cfg, test))
+
+
+def student(cfg: Config, train, seed: int) -> torch.nn.Module:
+    return seeded(seed, lambda: _resnet20(cfg.student_width, train))
+
+
 def run(cfg: Config, out: Path) -> Report:
     train, test = cfg.data.splits()
-    augment = FlipShift(cfg.augment_shift, False, background(test)) if cfg.augment_shift else None
-    common = dict(batch_size=cfg.batch_size, warmup_fraction=0.05, batch_transform=augment, optimizer="sgd", lr=cfg.lr,
-                  weight_decay=cfg.weight_decay)
-    teacher_run = fit("teacher_resnet20", seeded(cfg.teacher_seed, lambda: _resnet20(cfg.teacher_width, train)), train,
-                      test, seed=cfg.teacher_seed, steps=cfg.teacher_steps, **common)
+    common = recipe(cfg, test)
+    augment = common["batch_transform"]
+    teacher_run = train_teacher(cfg, train, test)
     teacher = teacher_run.model
 
     def arm(kd: bool):
-        return lambda seed: fit(f"student_{'kd' if kd else 'alone'}", seeded(seed, lambda: _resnet20(cfg.student_width, train)),
-                                train, test, seed=seed, steps=cfg.student_steps,
-                                task=KDTask(teacher, cfg.temperature, cfg.alpha) if kd else None, **common)
+        return lambda seed: fit(f"student_{'kd' if kd else 'alone'}", student(cfg, train, seed), train, test, seed=seed,
+                                steps=cfg.student_steps, task=KDTask(teacher, cfg.temperature, cfg.alpha) if kd else None,
+                                **common)
 
     runs = run_arms({ARMS[0]: arm(False), ARMS[1]: arm(True)}, cfg.seeds)
     acc = {label: [r.acc for r in rs] for label, rs in runs.items()}

@@ -9,14 +9,12 @@ with OFD (``OFDTask``: cross-entropy + the stage-weighted partial L2 / batch / 1
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from ..registry import create_model
 from ..tasks.distillation import KDTask, OFDTask
-from ._kit import Data, FlipShift, background, beats, fit, mean, per_seed, plots, run_arms, seeded, spread
+from . import kd
+from ._kit import beats, fit, mean, per_seed, plots, run_arms, spread
 from .report import Report
 
 CLAIM = ("Distilling pre-ReLU features through a margin ReLU, a connector and the partial L2 distance trains a better "
@@ -25,46 +23,26 @@ ARMS = ("KD", "OFD")
 
 
 @dataclass
-class Config:
-    data: Data = field(default_factory=lambda: Data("digits", image_size=16, train_size=300, test_size=None))
-    teacher_width: int = 16
-    student_width: int = 4
-    teacher_steps: int = 500
-    student_steps: int = 500
-    batch_size: int = 64
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    temperature: float = 4.0
-    alpha: float = 0.9
+class Config(kd.Config):
+    """KD's setting (the same data, teacher, student and steps) plus OFD's feature-loss weight."""
     feature_weight: float = 1e-3  # the official CIFAR script: loss_distill / batch / 1000
-    augment_shift: int = 1
-    teacher_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
 
 
-SMOKE = dict(data=dict(train_size=64, test_size=32), teacher_steps=3, student_steps=3, batch_size=16, seeds=(0,))
-FULL = dict(data=dict(name="shapes", image_size=32, train_size=50000, test_size=10000), teacher_steps=30000,
-            student_steps=30000, batch_size=128, augment_shift=4, seeds=(0, 1))
+SMOKE, FULL = kd.SMOKE, kd.FULL
 
 
 def run(cfg: Config, out: Path) -> Report:
     train, test = cfg.data.splits()
-    augment = FlipShift(cfg.augment_shift, False, background(test)) if cfg.augment_shift else None
-    common = dict(batch_size=cfg.batch_size, warmup_fraction=0.05, batch_transform=augment, optimizer="sgd", lr=cfg.lr,
-                  weight_decay=cfg.weight_decay)
-
-    def resnet(width: int) -> torch.nn.Module:
-        return create_model("resnet20_cifar", num_classes=train.num_classes, in_chans=train.in_chans, width=width)
-
-    teacher_run = fit("teacher_resnet20", seeded(cfg.teacher_seed, lambda: resnet(cfg.teacher_width)), train, test,
-                      seed=cfg.teacher_seed, steps=cfg.teacher_steps, **common)
+    common = kd.recipe(cfg, test)
+    augment = common["batch_transform"]
+    teacher_run = kd.train_teacher(cfg, train, test)
     teacher = teacher_run.model.eval()
 
     def arm(label: str):
         def task():
             return KDTask(teacher, cfg.temperature, cfg.alpha) if label == "KD" else OFDTask(teacher, cfg.feature_weight)
-        return lambda seed: fit(f"student_{label.lower()}", seeded(seed, lambda: resnet(cfg.student_width)), train, test,
-                                seed=seed, steps=cfg.student_steps, task=task(), **common)
+        return lambda seed: fit(f"student_{label.lower()}", kd.student(cfg, train, seed), train, test, seed=seed,
+                                steps=cfg.student_steps, task=task(), **common)
 
     runs = run_arms({label: arm(label) for label in ARMS}, cfg.seeds)
     acc = {label: [r.acc for r in rs] for label, rs in runs.items()}

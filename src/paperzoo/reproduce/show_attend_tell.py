@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..models.multimodal.tokenizer import scene_tokenizer
+from . import show_and_tell
 from ._kit import Data, Recipe, all_of, beats, per_seed, plots, run_arms, spread
 from .report import Report
 from .show_and_tell import decode_scores, train_captioner
@@ -27,21 +28,16 @@ CLAIM = ("Deterministic soft attention over the convolutional grid beats a capti
 
 
 @dataclass
-class Config:
+class Config(show_and_tell.Config):
+    """Show and Tell's setting on fewer scenes and epochs (attention costs more per step)."""
     data: Data = field(default_factory=lambda: Data(
         kind="captioning", image_size=32, train_size=1500, test_size=300, preset="easy", scale=(0.3, 0.55),
         knobs={"min_objects": 1, "max_objects": 2}))
     recipe: Recipe = field(default_factory=lambda: Recipe(epochs=8, batch_size=64, optimizer="adam", lr=2e-3,
                                                           weight_decay=0.0, warmup_epochs=0.5))
-    backbone: str = "resnet20_cifar"
-    embed_dim: int = 128
-    hidden_dim: int = 256
-    beam_size: int = 3
-    seeds: tuple[int, ...] = (0, 1)
 
 
-SMOKE = dict(data=dict(train_size=24, test_size=8), recipe=dict(epochs=1, batch_size=8), embed_dim=16, hidden_dim=16,
-             seeds=(0,))
+SMOKE = show_and_tell.SMOKE
 FULL = dict(data=dict(image_size=128, train_size=50000, test_size=2000, preset="medium", knobs={"max_objects": 3}),
             recipe=dict(epochs=30, batch_size=128), backbone="resnet50", embed_dim=512, hidden_dim=512, seeds=(0, 1, 2))
 
