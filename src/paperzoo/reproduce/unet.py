@@ -48,7 +48,7 @@ class Cells(Dataset):
     def __getitem__(self, i: int) -> Any:
         if i not in self._cache:
             image, target = self.scenes[i]
-            masks = target["masks"].as_subclass(torch.Tensor).numpy()
+            masks = target["masks"].as_subclass(torch.Tensor).numpy().astype(bool)  # uint8 would index rows 0 and 1
             inst = np.zeros(masks.shape[-2:], np.int64)
             for j, m in enumerate(masks):  # later objects are drawn in front
                 inst[m] = j + 1
