@@ -355,7 +355,8 @@ def data_info(name: str, preview: Path | None, bench: int, split: str, preset: s
 
 @app.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option("--vs", default=None, help="Also measure this library's model of the same name (timm or torchvision).")
+@click.option("--vs", default=None, help="Also measure this library's model of the same architecture: timm, torchvision, "
+              "transformers (DETR, CLIPSeg), open_clip (CLIP) or segment-anything (SAM).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--image-size", type=int, default=None, help="Input size (default: the model's; a detector's min_size too).")
 @click.option("--device", default="cpu", show_default=True)
@@ -367,7 +368,7 @@ def data_info(name: str, preview: Path | None, bench: int, split: str, preset: s
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the results here.")
 def bench(names: tuple[str, ...], vs: str | None, batch_size: int, image_size: int | None, device: str, compile_: bool,
           channels_last: bool, iters: int, rounds: int, no_memory: bool, json_out: Path | None) -> None:
-    """Parameters, GMACs, inference and training images/s and peak memory of NAMES (optionally vs timm or torchvision)."""
+    """Parameters, GMACs, inference and training images/s and peak memory of NAMES (optionally vs a reference library)."""
     import platform
 
     import torch
@@ -388,7 +389,7 @@ def bench(names: tuple[str, ...], vs: str | None, batch_size: int, image_size: i
         table.add_column(col, justify="left" if col in ("model", "impl") else "right")
     for x in results:
         ratio = r.get(x.model) if x.impl == "paperzoo" else None
-        table.add_row(x.model, x.impl, f"{x.params_m:.2f}", f"{x.gmacs:.3f}", f"{x.infer_img_s:.1f}", f"{x.train_img_s:.1f}",
+        table.add_row(x.model, x.impl, f"{x.params_m:.2f}", "n/a" if x.gmacs is None else f"{x.gmacs:.3f}", f"{x.infer_img_s:.1f}", f"{x.train_img_s:.1f}",
                       "n/a" if x.peak_mem_mb is None else f"{x.peak_mem_mb:.0f}",
                       f"{ratio['infer']:.2f}x" if ratio else "", f"{ratio['train']:.2f}x" if ratio else "")
     console.print(table)
