@@ -68,3 +68,17 @@ def test_plain_progress_lines_when_not_a_terminal(tiny_shapes, capsys) -> None:
     Trainer(pz.create_model("resnet20_cifar", num_classes=8), train, val, cfg).fit()
     out = capsys.readouterr().out
     assert "epoch 1/1 step 2/4 loss" in out and "img/s" in out and "epoch 1: train_loss" in out
+
+
+def test_model_recipe_layers_over_the_task_recipe() -> None:
+    """A new DETR run starts from the paper's AdamW at 1e-4 (meta.recipe) over the detection task's recipe; a
+    Faster R-CNN run keeps the task's SGD recipe; a model trained for another task does not take its own recipe."""
+    from paperzoo.run import run_recipe
+
+    detr = run_recipe(TrainConfig(model="detr_resnet50"))
+    assert detr["optimizer"] == "adamw" and detr["lr"] == 1e-4 and detr["clip_grad"] == 0.1
+    assert detr["batch_size"] == 8  # from the task's recipe
+    assert run_recipe(TrainConfig(model="co_detr_resnet50"))["lr"] == 2e-4
+    frcnn = run_recipe(TrainConfig(model="fasterrcnn_resnet50_fpn"))
+    assert frcnn["lr"] == 0.01 and "optimizer" not in frcnn
+    assert "optimizer" not in run_recipe(TrainConfig(model="detr_resnet50", task="classification"))

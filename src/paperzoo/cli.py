@@ -233,10 +233,10 @@ def train(overrides: tuple[str, ...], model: str | None, data: str | None, task:
         return apply_overrides(cfg, overrides)
 
     cfg = layered({})
-    if resume is None:  # a new run starts from its task's recipe (a resumed one has it in its saved config)
-        from .run import run_task_class
+    if resume is None:  # a new run starts from its task's and model's recipe (a resumed one has it in its saved config)
+        from .run import run_recipe
 
-        cfg = layered(run_task_class(cfg).recipe)
+        cfg = layered(run_recipe(cfg))
     if cfg.out is None:
         raise PaperzooError("train needs --out DIR (where checkpoints, metrics and the model go)")
     build_and_train(cfg, resume=resume is not None)

@@ -37,7 +37,9 @@ class ModelMeta:
     overrides it); ``categories`` are the names of its output classes where they are fixed (a detector's
     COCO classes, background included at index 0 as torchvision has it); ``classifier`` lists the
     state-dict prefixes of the classification head(s), which a fine-tune to a new ``num_classes``
-    re-initialises (timm's ``default_cfg["classifier"]``).
+    re-initialises (timm's ``default_cfg["classifier"]``). ``recipe`` holds the TrainConfig settings the paper
+    trains this model with where they differ from its task's recipe (DETR: AdamW at 1e-4); ``paperzoo train``
+    layers them over the task's and under anything the user sets.
     """
 
     name: str
@@ -55,6 +57,7 @@ class ModelMeta:
     task: str = "classification"
     categories: tuple[str, ...] | None = None
     classifier: tuple[str, ...] = ()
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,16 @@ def run_task_class(cfg: TrainConfig) -> type:
     return task_class(task_name_for(cfg, model_meta(cfg.model)))
 
 
+def run_recipe(cfg: TrainConfig) -> dict[str, Any]:
+    """The defaults a new run starts from: its task's recipe, then the model's own (``meta.recipe``) when the model
+    trains for its own task."""
+    from .tasks import task_name_for
+
+    meta = model_meta(cfg.model)
+    own = task_name_for(cfg, meta) == meta.task
+    return {**run_task_class(cfg).recipe, **(meta.recipe if own else {})}
+
+
 def dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
     """Keyword arguments of the dataset ``cfg.data`` names, for the run's task (built-in scenes take the task's
     sample kind and default knobs, e.g. larger scenes with several objects for detection)."""

@@ -331,7 +331,7 @@ def _attend(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> T
     return attn.out_proj(out.transpose(1, 2).reshape(n, lq, d))
 
 
-@register_model(**{**_META, "paper": "co-detr"})
+@register_model(**{**_META, "paper": "co-detr", "recipe": {**_META["recipe"], "lr": 2e-4}})  # the official configs
 def co_detr_resnet50(pretrained_backbone: str | bool | None = None, num_classes: int = 91, **kwargs: Any) -> CoDETR:
     """Co-DETR on our DETR-R50 (single scale), one ATSS-style auxiliary head and its positive queries; inference is
     DETR-R50's."""

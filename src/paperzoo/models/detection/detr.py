@@ -401,6 +401,7 @@ def _detr(depth: str, num_classes: int, pretrained_backbone: Any, kwargs: dict[s
 
 _META = dict(paper="detr", task="detection", num_classes=91, categories=COCO_CATEGORIES, input_size=(3, 800, 800),
              classifier=("class_embed",),
+             recipe={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "clip_grad": 0.1},  # sec. 4 (one lr)
              notes="num_classes excludes 'no object' (COCO: 91 ids, 0 unused); the loss dict's terms come weighted "
                    "(1 / 5 / 2) so that their sum is the objective; backbone BN frozen, stem and layer1 frozen")
 _DL = "https://dl.fbaipublicfiles.com/detr/"
