@@ -55,3 +55,9 @@ def test_dense_loss() -> None:
     assert torch.allclose(_dense_loss({"out": logits, "aux": logits}, target), 2 * ce)
     heat = torch.full((1, 3, 2, 2), 2.0)
     assert torch.allclose(_dense_loss(heat, target), torch.tensor(4.0))
+
+
+def test_pose_nets_run_at_their_own_input_size() -> None:
+    """A pose net is timmed at its 256 x 192 input (a square input once failed inside the model)."""
+    results = bench(["pose_hrnet_w32"], batch_size=1, iters=1, rounds=1, memory=False)
+    assert [r.impl for r in results] == ["paperzoo"] and results[0].train_img_s > 0

@@ -317,7 +317,8 @@ def bench(
             groups = pair(name, batch_size, size, dev)
             first = None
         else:
-            runners, first = _standard(name, meta, vs, batch_size, size, dev, compile_, channels_last)
+            hw = (size, size) if image_size else tuple(meta.input_size[1:])  # pose nets: 256 x 192
+            runners, first = _standard(name, meta, vs, batch_size, hw, dev, compile_, channels_last)
             groups = [(name, runners)]
         for label, runners in groups:
             results += _measure(label, runners, first, dev, batch_size, size, iters, rounds, memory, compile_,
@@ -327,9 +328,10 @@ def bench(
     return results
 
 
-def _standard(name: str, meta: Any, vs: str | None, batch_size: int, size: int, dev: torch.device, compile_: bool,
-              channels_last: bool) -> tuple[dict[str, _Runner], Any]:
-    """Ours (and timm's or torchvision's model) on a batch tensor, or a detector's list of images."""
+def _standard(name: str, meta: Any, vs: str | None, batch_size: int, hw: tuple[int, int], dev: torch.device,
+              compile_: bool, channels_last: bool) -> tuple[dict[str, _Runner], Any]:
+    """Ours (and timm's or torchvision's model) on a batch tensor, or a detector's list of (square) images."""
+    size = hw[-1]
     detection = meta.task == "detection"
     fixed = detection and "ssd" in name  # SSD resizes to its own size and takes no min_size
     kwargs: dict[str, Any] = {"min_size": size, "max_size": size} if detection and not fixed else {}
@@ -345,10 +347,10 @@ def _standard(name: str, meta: Any, vs: str | None, batch_size: int, size: int, 
         images, targets = _detection_inputs(batch_size, size, meta.num_classes, dev)
         first: Any = images[:1]
     else:
-        x = torch.randn(batch_size, meta.input_size[0], size, size, device=dev).contiguous(memory_format=fmt)
+        x = torch.randn(batch_size, meta.input_size[0], *hw, device=dev).contiguous(memory_format=fmt)
         classes = meta.num_classes or 2
         y = torch.randint(0, classes, (batch_size,), device=dev)
-        mask = torch.randint(0, classes, (batch_size, size, size), device=dev)
+        mask = torch.randint(0, classes, (batch_size, *hw), device=dev)
         first = x[:1]
     runners: dict[str, _Runner] = {}
     for impl, model in impls.items():
