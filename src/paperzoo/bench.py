@@ -79,29 +79,9 @@ def _peak_memory_mb(fn, device: torch.device) -> float | None:
         return None
 
 
-class _Runner:
-    """One model's two measured steps: inference on ``inputs`` (eval, no gradients) and a training step (``loss(out)``
-    of the forward pass on ``inputs`` plus ``extra``, backward, SGD)."""
-
-    def __init__(self, model: nn.Module, inputs: Any, extra: tuple[Any, ...], loss: Any, compile_: bool) -> None:
-        self.model, self.inputs, self.extra, self.loss = model, inputs, extra, loss
-        self.fwd = torch.compile(model) if compile_ else model
-        self.opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-
-    @torch.no_grad()
-    def infer(self) -> None:
-        self.model.eval()
-        self.fwd(self.inputs)
-
-    def train(self) -> None:
-        self.model.train()
-        self.loss(self.fwd(self.inputs, *self.extra)).backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-
-
-class _Steps(_Runner):
-    """A paired implementation's two steps as closures of the model: ``infer(model)`` and ``loss(model)``."""
+class _Steps:
+    """One implementation's two measured steps, as closures of its model: ``infer(model)`` (eval mode, no
+    gradients) and ``loss(model)`` (train mode; then backward and an SGD step over ``params``, default all)."""
 
     def __init__(self, model: nn.Module, infer: Any, loss: Any, params: Any = None) -> None:
         self.model, self._infer, self._loss = model, infer, loss
@@ -117,6 +97,13 @@ class _Steps(_Runner):
         self._loss(self.model).backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+
+
+def _runner(model: nn.Module, inputs: Any, extra: tuple[Any, ...], loss: Any, compile_: bool) -> _Steps:
+    """The standard steps: inference on ``inputs``; training on ``loss(out)`` of the forward pass on ``inputs``
+    plus ``extra`` (``torch.compile``d with ``compile_``)."""
+    fwd = torch.compile(model) if compile_ else model
+    return _Steps(model, lambda m: fwd(inputs), lambda m: loss(fwd(inputs, *extra)))
 
 
 def _dense_loss(out: Any, target: torch.Tensor | None) -> torch.Tensor:
@@ -329,7 +316,7 @@ def bench(
 
 
 def _standard(name: str, meta: Any, vs: str | None, batch_size: int, hw: tuple[int, int], dev: torch.device,
-              compile_: bool, channels_last: bool) -> tuple[dict[str, _Runner], Any]:
+              compile_: bool, channels_last: bool) -> tuple[dict[str, _Steps], Any]:
     """Ours (and timm's or torchvision's model) on a batch tensor, or a detector's list of (square) images."""
     size = hw[-1]
     detection = meta.task == "detection"
@@ -352,19 +339,19 @@ def _standard(name: str, meta: Any, vs: str | None, batch_size: int, hw: tuple[i
         y = torch.randint(0, classes, (batch_size,), device=dev)
         mask = torch.randint(0, classes, (batch_size, *hw), device=dev)
         first = x[:1]
-    runners: dict[str, _Runner] = {}
+    runners: dict[str, _Steps] = {}
     for impl, model in impls.items():
         model = model.to(dev, memory_format=fmt)
         if detection:  # losses come out of the model, given the targets
-            runners[impl] = _Runner(model, images, (targets,), lambda losses: sum(losses.values()), compile_)
+            runners[impl] = _runner(model, images, (targets,), lambda losses: sum(losses.values()), compile_)
         elif meta.task == "classification":
-            runners[impl] = _Runner(model, x, (), lambda logits, y=y: F.cross_entropy(logits, y), compile_)
+            runners[impl] = _runner(model, x, (), lambda logits, y=y: F.cross_entropy(logits, y), compile_)
         else:
-            runners[impl] = _Runner(model, x, (), lambda out, mask=mask: _dense_loss(out, mask), compile_)
+            runners[impl] = _runner(model, x, (), lambda out, mask=mask: _dense_loss(out, mask), compile_)
     return runners, first
 
 
-def _measure(name: str, runners: dict[str, _Runner], first: Any, dev: torch.device, batch_size: int, size: int,
+def _measure(name: str, runners: dict[str, _Steps], first: Any, dev: torch.device, batch_size: int, size: int,
              iters: int, rounds: int, memory: bool, compile_: bool, channels_last: bool) -> list[BenchResult]:
     for r in runners.values():
         r.infer()  # warm-up (and compile)
