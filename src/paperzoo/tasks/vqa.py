@@ -23,9 +23,12 @@ from .base import SumEvaluator, Task, register_task
 POOL = 8  # region features: 3 channels x 8 x 8 = 192
 
 
-def region_inputs(images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image: the whole image then every box, as RoIAlign features (B, R, 48), 5-d locations (B, R, 5) and a
-    mask (B, R) of the real regions (R = 1 + the most boxes in the batch)."""
+def region_inputs(images: torch.Tensor, boxes: list[torch.Tensor], mean: float = 0.5, std: float = 0.25
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image: the whole image then every box, as RoIAlign features (B, R, 3 x POOL x POOL) of the pixels
+    normalised as ``(x - mean) / std`` (the scenes' [0, 1] pixels to about zero mean and unit scale: raw pixels
+    left the region embeddings too flat to learn from), 5-d locations (B, R, 5) and a mask (B, R) of the real
+    regions (R = 1 + the most boxes in the batch)."""
     from torchvision.ops import roi_align
 
     from ..models.multimodal.vilbert import box_encoding
@@ -35,7 +38,7 @@ def region_inputs(images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torc
     per = [torch.cat([full[None], bx.to(images.dtype).reshape(-1, 4)]) for bx in boxes]
     r = max(len(p) for p in per)
     padded = torch.stack([torch.cat([p, full.expand(r - len(p), 4)]) for p in per])  # (B, R, 4)
-    feats = roi_align(images, list(padded), output_size=POOL, spatial_scale=1.0, aligned=True)
+    feats = roi_align((images - mean) / std, list(padded), output_size=POOL, spatial_scale=1.0, aligned=True)
     mask = torch.tensor([[j < len(p) for j in range(r)] for p in per])
     return feats.reshape(b, r, -1), box_encoding(padded, (h, w)), mask
 
