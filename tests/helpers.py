@@ -83,7 +83,7 @@ from paperzoo.train import Trainer
 step = Trainer.train_step
 def train_step(self, batch):
     if self.step == int(os.environ["KILL_AT"]):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("KILL_SIGNAL", "SIGKILL")))
     return step(self, batch)
 Trainer.train_step = train_step
 main(sys.argv[1:])
