@@ -78,6 +78,7 @@ def strict_load(record_property, model: nn.Module, state: dict, source: str) -> 
 # fixed in advance (polling from outside could miss it, or find the run already finished on a fast machine).
 KILLED_TRAIN = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job inherits SIGINT ignored
 from paperzoo.cli import main
 from paperzoo.train import Trainer
 step = Trainer.train_step

@@ -150,9 +150,9 @@ def test_sigkill_and_resume_gives_identical_weights(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT, sent by the run to itself when step 5 begins; a SIGINT sent from outside once a checkpoint
-    had appeared was once lost on a loaded machine, the run ending with exit 0) saves a checkpoint, says how to
-    resume in one line and exits 130."""
+    """Ctrl-C (SIGINT, sent by the run to itself when step 5 begins, with Python's handler installed: a suite
+    started as a background job inherits SIGINT ignored, and the run then finished with exit 0) saves a
+    checkpoint, says how to resume in one line and exits 130."""
     run = tmp_path / "int"
     proc = subprocess.run([sys.executable, "-c", KILLED_TRAIN, *TRAIN[3:], "--out", str(run), "--checkpoint-every", "2"],
                           capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "KILL_AT": "5",
