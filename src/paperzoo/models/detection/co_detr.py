@@ -41,7 +41,7 @@ from ...errors import ConfigError
 from ...registry import create_model, register_model
 from ._parts.backbone import freeze_batchnorm
 from ._parts.grid import check_targets, image_sizes
-from .detr import _META, DETR, sine_position_embedding
+from .detr import _META, DETR
 from .tsp import box_sine_embedding
 
 __all__ = ["CoDETR", "atss_assign", "co_total", "group_attention_mask", "positive_queries"]
@@ -171,16 +171,6 @@ class CoDETR(DETR):
             self.query_content_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(aux_heads))
 
     # ---------------------------------------------------------------------------------------- the network
-    def encode(self, x: Tensor, valid: Tensor) -> dict[str, Tensor]:
-        feature = self.backbone(x)[-1]
-        mask = F.interpolate(valid[None].float(), size=feature.shape[-2:])[0].bool()
-        pos = sine_position_embedding(mask, self.input_proj.out_channels // 2).to(feature.dtype).flatten(2).transpose(1, 2)
-        src = self.input_proj(feature).flatten(2).transpose(1, 2)
-        keys = mask.flatten(1)
-        for layer in self.encoder:
-            src = layer(src, pos, keys)
-        return {"src": src, "pos": pos, "keys": keys, "hw": feature.shape[-2:], "stride": x.shape[-1] / feature.shape[-1]}
-
     def decode(self, t: Tensor, query_pos: Tensor, enc: dict[str, Tensor], self_mask: Tensor | None = None) -> Tensor:
         """All decoder layers (normed outputs stacked, (layers, N, L, d)); ``self_mask`` (N or 1, L, L) restricts the
         queries' self-attention."""

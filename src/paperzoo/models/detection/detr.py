@@ -259,9 +259,9 @@ class DETR(Detector, nn.Module):
                 (torch.arange(x.shape[-1], device=x.device)[None, None, :] < w[:, None, None])
         return x, valid
 
-    def forward_features(self, x: Tensor, valid: Tensor) -> dict[str, Any]:
-        """The network on a prepared batch and its pixel mask: head outputs of the last decoder layer and, as
-        ``aux_outputs``, of the others."""
+    def encode(self, x: Tensor, valid: Tensor) -> dict[str, Any]:
+        """Backbone, projection and encoder on a prepared batch: the memory ``src`` (N, HW, d), its position
+        embedding ``pos``, the real-pixel mask ``keys`` (N, HW), the map size ``hw`` and its ``stride``."""
         feature = self.backbone(x)[-1]
         mask = F.interpolate(valid[None].float(), size=feature.shape[-2:])[0].bool()
         pos = sine_position_embedding(mask, self.input_proj.out_channels // 2).to(feature.dtype).flatten(2).transpose(1, 2)
@@ -269,6 +269,13 @@ class DETR(Detector, nn.Module):
         keys = mask.flatten(1)
         for layer in self.encoder:
             src = layer(src, pos, keys)
+        return {"src": src, "pos": pos, "keys": keys, "hw": feature.shape[-2:], "stride": x.shape[-1] / feature.shape[-1]}
+
+    def forward_features(self, x: Tensor, valid: Tensor) -> dict[str, Any]:
+        """The network on a prepared batch and its pixel mask: head outputs of the last decoder layer and, as
+        ``aux_outputs``, of the others."""
+        enc = self.encode(x, valid)
+        src, pos, keys = enc["src"], enc["pos"], enc["keys"]
         query_pos = self.query_embed.weight[None].expand(len(x), -1, -1)
         t = torch.zeros_like(query_pos)
         hidden = []
