@@ -114,6 +114,22 @@ def select_fois(scores: Tensor, k: int, valid: Tensor, positive: Tensor | None =
 
 
 # ------------------------------------------------------------------------------------------------ matcher
+def top_detections(score: Tensor, boxes: Tensor, resized: Sequence[tuple[int, int]], sizes: Sequence[tuple[int, int]],
+                   k: int) -> list[dict[str, Tensor]]:
+    """The ``k`` best (query, class) pairs of ``score`` (N, Q, C) per image, their ``boxes`` (N, Q, 4, XYXY in the
+    resized input) clipped to that input's (h, w) and scaled to the image's own ``sizes``."""
+    _, q, c = score.shape
+    top = score.flatten(1).topk(min(k, q * c), dim=1)
+    query, labels = top.indices // c, top.indices % c
+    picked = boxes.gather(1, query[..., None].expand(-1, -1, 4))
+    dets = []
+    for b, s, lab, (rh, rw), size in zip(picked, top.values, labels, resized, sizes):
+        b = torch.stack((b[:, 0].clamp(0, rw), b[:, 1].clamp(0, rh), b[:, 2].clamp(0, rw), b[:, 3].clamp(0, rh)), 1)
+        b = b * torch.tensor([size[1] / rw, size[0] / rh] * 2, device=b.device)
+        dets.append({"boxes": b, "scores": s, "labels": lab})
+    return dets
+
+
 class TSPMatcher(nn.Module):
     """The Hungarian matching of TSP-FCOS: DETR's costs (-p(c) x ``cost_class``, L1 x ``cost_bbox``, -GIoU x
     ``cost_giou``; boxes XYXY normalised by the image size, class probabilities by sigmoid) plus ``prior_cost``
@@ -350,17 +366,7 @@ class TSPFCOS(Detector, nn.Module):
     def postprocess(self, out: dict[str, Any], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """The top (FoI, class) pairs by sqrt(p_class x p_centerness), boxes clipped and in each image's pixels."""
         score = (out["pred_logits"].sigmoid() * out["pred_centerness"].sigmoid()[..., None]).sqrt()
-        _, k, c = score.shape
-        top = score.flatten(1).topk(min(self.detections_per_img, k * c), dim=1)
-        q, labels = top.indices // c, top.indices % c
-        boxes = out["pred_boxes"].gather(1, q[..., None].expand(-1, -1, 4))
-        dets = []
-        for b, s, lab, resized, size in zip(boxes, top.values, labels, out["image_sizes"], sizes):
-            rh, rw = resized
-            b = torch.stack((b[:, 0].clamp(0, rw), b[:, 1].clamp(0, rh), b[:, 2].clamp(0, rw), b[:, 3].clamp(0, rh)), 1)
-            b = b * torch.tensor([size[1] / rw, size[0] / rh] * 2, device=b.device)
-            dets.append({"boxes": b, "scores": s, "labels": lab})
-        return dets
+        return top_detections(score, out["pred_boxes"], out["image_sizes"], sizes, self.detections_per_img)
 
 
 # ------------------------------------------------------------------------------------------- converters
@@ -552,22 +558,13 @@ class TSPRCNN(Detector, nn.Module):
     def postprocess(self, out: dict[str, Any], sizes: Sequence[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """The top (proposal, class) pairs by class probability (optionally class-wise NMS), in each image's pixels."""
         score = out["pred_logits"].sigmoid() * out["valid"][..., None]
-        _, k, c = score.shape
-        top = score.flatten(1).topk(min(self.detections_per_img, k * c), dim=1)
-        q, labels = top.indices // c, top.indices % c
-        boxes = out["pred_boxes"].gather(1, q[..., None].expand(-1, -1, 4))
-        dets = []
-        for b, s, lab, resized, size in zip(boxes, top.values, labels, out["image_sizes"], sizes):
-            rh, rw = resized
-            b = torch.stack((b[:, 0].clamp(0, rw), b[:, 1].clamp(0, rh), b[:, 2].clamp(0, rw), b[:, 3].clamp(0, rh)), 1)
-            b = b * torch.tensor([size[1] / rw, size[0] / rh] * 2, device=b.device)
-            if self.nms_thresh is not None:
-                from torchvision.ops import batched_nms
+        dets = top_detections(score, out["pred_boxes"], out["image_sizes"], sizes, self.detections_per_img)
+        if self.nms_thresh is None:
+            return dets
+        from torchvision.ops import batched_nms
 
-                keep = batched_nms(b, s, lab, self.nms_thresh)
-                b, s, lab = b[keep], s[keep], lab[keep]
-            dets.append({"boxes": b, "scores": s, "labels": lab})
-        return dets
+        keeps = [batched_nms(d["boxes"], d["scores"], d["labels"], self.nms_thresh) for d in dets]
+        return [{k: v[keep] for k, v in d.items()} for d, keep in zip(dets, keeps)]
 
 
 @register_model(paper="tsp", task="detection", num_classes=91, categories=COCO_CATEGORIES, input_size=(3, 800, 800),
