@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models.detection.co_detr import CoDETR
-from ..registry import create_model
 from ..tasks import get_task
 from ._kit import Data, Recipe, beats, fit, per_seed, plots, run_arms, seeded, spread
 from ._kit.drawing import detections_png
-from .detr import CLASSES, small_detr
+from .detr import scenes, small_body, small_detr
 from .report import Report
 
 CLAIM = ("Collaborative hybrid assignments training (auxiliary one-to-many heads on the encoder's features and "
@@ -28,8 +27,7 @@ CLAIM = ("Collaborative hybrid assignments training (auxiliary one-to-many heads
 
 def small_co_detr(num_classes: int, image_size: int, width: int, d_model: int, queries: int, layers: int,
                   anchor_scale: float, lambda1: float, lambda2: float) -> CoDETR:
-    body = create_model("resnet18", features_only=True, out_indices=(3,), channels=(width, 2 * width, 4 * width, 8 * width),
-                        stem_width=width)
+    body = small_body(width)
     return CoDETR(body, num_classes, num_queries=queries, d_model=d_model, heads=4, enc_layers=layers, dec_layers=layers,
                   ffn=2 * d_model, dropout=0.1, min_size=image_size, max_size=image_size, aux_heads=1,
                   pyramid_levels=2, anchor_scale=anchor_scale, lambda1=lambda1, lambda2=lambda2)
@@ -37,9 +35,7 @@ def small_co_detr(num_classes: int, image_size: int, width: int, d_model: int, q
 
 @dataclass
 class Config:
-    data: Data = field(default_factory=lambda: Data(
-        kind="detection", image_size=96, train_size=800, test_size=200, preset="easy", scale=(0.15, 0.5),
-        knobs={"classes": CLASSES, "min_objects": 1, "max_objects": 4}))
+    data: Data = field(default_factory=scenes)
     recipe: Recipe = field(default_factory=lambda: Recipe(epochs=12, batch_size=16, optimizer="adamw", lr=5e-4,
                                                           weight_decay=1e-4, warmup_epochs=1.0))
     width: int = 16

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from ..models.detection.detr import DETR
 from ..registry import create_model
@@ -28,18 +27,27 @@ CLAIM = ("Trained with a set loss on a bipartite matching, DETR's predictions ne
 CLASSES = ("circle", "triangle", "star")
 
 
-def small_detr(num_classes: int, image_size: int, width: int, d_model: int, queries: int, layers: int) -> DETR:
-    body = create_model("resnet18", features_only=True, out_indices=(3,), channels=(width, 2 * width, 4 * width, 8 * width),
+def scenes() -> Data:
+    """The detection scenes of the set-prediction miniatures (DETR, Co-DETR, TSP): 800 + 200 scenes at 96 px."""
+    return Data(kind="detection", image_size=96, train_size=800, test_size=200, preset="easy", scale=(0.15, 0.5),
+                knobs={"classes": CLASSES, "min_objects": 1, "max_objects": 4})
+
+
+def small_body(width: int):
+    """A ResNet-18 of base width ``width`` giving its stride-32 map (layer4) to a DETR-style transformer."""
+    return create_model("resnet18", features_only=True, out_indices=(3,), channels=(width, 2 * width, 4 * width, 8 * width),
                         stem_width=width)
+
+
+def small_detr(num_classes: int, image_size: int, width: int, d_model: int, queries: int, layers: int) -> DETR:
+    body = small_body(width)
     return DETR(body, num_classes, num_queries=queries, d_model=d_model, heads=4, enc_layers=layers, dec_layers=layers,
                 ffn=2 * d_model, dropout=0.1, min_size=image_size, max_size=image_size)
 
 
 @dataclass
 class Config:
-    data: Data = field(default_factory=lambda: Data(
-        kind="detection", image_size=96, train_size=800, test_size=200, preset="easy", scale=(0.15, 0.5),
-        knobs={"classes": CLASSES, "min_objects": 1, "max_objects": 4}))
+    data: Data = field(default_factory=scenes)
     recipe: Recipe = field(default_factory=lambda: Recipe(epochs=20, batch_size=16, optimizer="adamw", lr=5e-4,
                                                           weight_decay=1e-4, warmup_epochs=1.0))
     width: int = 16

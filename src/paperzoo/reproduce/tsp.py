@@ -18,13 +18,12 @@ from ..registry import create_model
 from ..tasks import get_task
 from ._kit import Data, Recipe, beats, fit, per_seed, plots, run_arms, seeded, spread
 from ._kit.drawing import detections_png
-from .detr import small_detr
+from .detr import scenes, small_detr
 from .report import Report
 
 CLAIM = ("Removing DETR's cross-attention decoder and predicting the set from an encoder over selected features of "
          "interest, matched with an FCOS positive-region prior, makes set prediction converge much faster: TSP-FCOS "
          "beats DETR at equal (and far fewer) training epochs (Sun et al., Sec. 4-5, Fig. 1, Table 1).")
-CLASSES = ("circle", "triangle", "star")
 
 
 def small_tsp(num_classes: int, image_size: int, width: int = 16, d_model: int = 64, fois: int = 50, layers: int = 2,
@@ -39,9 +38,7 @@ def small_tsp(num_classes: int, image_size: int, width: int = 16, d_model: int =
 
 @dataclass
 class Config:
-    data: Data = field(default_factory=lambda: Data(
-        kind="detection", image_size=96, train_size=800, test_size=200, preset="easy", scale=(0.15, 0.5),
-        knobs={"classes": CLASSES, "min_objects": 1, "max_objects": 4}))
+    data: Data = field(default_factory=scenes)
     recipe: Recipe = field(default_factory=lambda: Recipe(epochs=12, batch_size=16, optimizer="adamw", lr=5e-4,
                                                           weight_decay=1e-4, warmup_epochs=1.0))
     width: int = 16
