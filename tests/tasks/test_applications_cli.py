@@ -53,3 +53,23 @@ def test_crop_locator_trains_on_the_scenes_with_lens_traces(tmp_path: Path) -> N
           "model_args.width=4"])
     last = _epochs(run)[-1]
     assert 0 <= last["val_location_acc"] <= 1 and 0 <= last["val_crop_acc"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [
+    ["--model", "c5", "model_args.m=3", "model_args.bins=16", "data.image_size=16", "--batch-size", "4"],
+    ["--model", "pilotnet", "--batch-size", "4"],
+    ["--model", "ebm_classifier", "--batch-size", "4"],
+    ["--model", "crop_locator", "model_args.patch_backbone=small", "model_args.global_backbone=small",
+     "model_args.width=4", "--batch-size", "4"],
+], ids=["c5", "pilotnet", "ebm", "crop"])
+def test_killed_run_resumes_to_identical_weights(args, tmp_path: Path) -> None:
+    """Each section-J task, SIGKILLed after its step-3 checkpoint and resumed, ends with the weights of an unkilled run."""
+    import torch
+    from helpers import kill_and_resume
+
+    common = ["--data", "shapes", "--epochs", "2", "data.size=16", "data.val_size=4", "--checkpoint-every", "3"]
+    a, b = kill_and_resume([*args, *common], tmp_path, kill_at=5)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
