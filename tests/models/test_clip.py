@@ -211,6 +211,20 @@ def test_zero_shot_classifier_equals_open_clip_ensemble() -> None:
         assert rel_err(clf(x), ref.logit_scale.exp() * cos) < 1e-5
 
 
+@pytest.mark.paper("clip")
+def test_prompt_templates_are_the_papers_80_and_its_7() -> None:
+    """The 80 ImageNet templates of CLIP's prompt-engineering notebook and the 7-template subset, in order, as
+    open_clip's zero-shot metadata holds them (each a '{}' for the class name)."""
+    from open_clip import zero_shot_metadata as meta
+
+    from paperzoo.models.multimodal.clip import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+
+    assert list(OPENAI_IMAGENET_TEMPLATES) == [t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES]
+    assert list(SIMPLE_IMAGENET_TEMPLATES) == [t("{}") for t in meta.SIMPLE_IMAGENET_TEMPLATES]
+    assert len(OPENAI_IMAGENET_TEMPLATES) == 80 == len(set(OPENAI_IMAGENET_TEMPLATES))
+    assert set(SIMPLE_IMAGENET_TEMPLATES) < set(OPENAI_IMAGENET_TEMPLATES)
+
+
 def test_logit_scale_is_clipped_at_100() -> None:
     model = pz.create_model("clip_vit_b32", layers=1, text_layers=1, image_size=32, vocab_size=100)
     with torch.no_grad():

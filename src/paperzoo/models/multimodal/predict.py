@@ -35,11 +35,11 @@ def predict_multimodal(net: torch.nn.Module, task: str, x: torch.Tensor, resized
     tok = tokenizer_for(net)
     if task == "contrastive":
         from ...run import _draw_classification
-        from .clip import OPENAI_TEMPLATES, ZeroShotClassifier
+        from .clip import SIMPLE_IMAGENET_TEMPLATES, ZeroShotClassifier
 
         if not labels:
             raise PaperzooError('zero-shot classification needs class names: --labels "a,b,c"')
-        templates = OPENAI_TEMPLATES if net.vocab_size == 49408 else ("a {}",)
+        templates = SIMPLE_IMAGENET_TEMPLATES if net.vocab_size == 49408 else ("a {}",)
         probs = ZeroShotClassifier(net, labels, tok, templates)(x).softmax(1)[0]
         top = probs.topk(min(5, len(labels)))
         names = [labels[int(i)] for i in top.indices]
