@@ -71,6 +71,29 @@ def test_outputs_equal_transformers(pair, record_property) -> None:
 
 
 @pytest.mark.paper("detr")
+def test_dc5_outputs_equal_transformers_dilated_backbone(record_property) -> None:
+    """DETR-DC5: Hugging Face's ``DetrConfig(dilation=True)`` (timm's ResNet-50 at output stride 16) loaded into
+    ``detr_resnet50_dc5`` gives the same outputs; its feature map is twice as fine as DETR's (stride 16, not 32)."""
+    from transformers import DetrConfig, DetrForObjectDetection
+
+    torch.manual_seed(0)
+    ref = perturb_(DetrForObjectDetection(DetrConfig(use_pretrained_backbone=False, num_labels=K, dilation=True)), seed=5)
+    ref.eval()
+    with torch.device("meta"):
+        ours = pz.create_model("detr_resnet50_dc5", num_classes=K, **SMALL)
+    ours = pz.load_weights(ours.to_empty(device="cpu"), ref.state_dict(), source="transformers").eval()
+    images = _images()
+    with torch.no_grad():
+        x, valid = ours.batch(images)
+        out = ours(images)
+        expected = ref(pixel_values=x, pixel_mask=valid.long())
+        assert ours.backbone(x)[-1].shape[-2:] == (x.shape[-2] // 16, x.shape[-1] // 16)
+    errs = {"pred_logits": rel_err(out["pred_logits"], expected.logits), "pred_boxes": rel_err(out["pred_boxes"], expected.pred_boxes)}
+    record_property("rel_err_vs_transformers", errs)
+    assert max(errs.values()) < 1e-4, errs
+
+
+@pytest.mark.paper("detr")
 def test_loss_terms_equal_transformers(pair, record_property) -> None:
     """The set loss after Hungarian matching: loss_ce (no-object weight 0.1), loss_bbox (L1) and loss_giou equal Hugging
     Face's (unweighted), for targets in pixels turned into normalised (cx, cy, w, h)."""
@@ -122,9 +145,11 @@ def test_matcher_is_optimal_against_brute_force(record_property) -> None:
 
 
 @pytest.mark.paper("detr")
-@pytest.mark.parametrize("name,paper_m", [("detr_resnet50", 41.0), ("detr_resnet101", 60.0)])
+@pytest.mark.parametrize("name,paper_m", [("detr_resnet50", 41.0), ("detr_resnet101", 60.0), ("detr_resnet50_dc5", 41.0),
+                                          ("detr_resnet101_dc5", 60.0)])
 def test_parameter_count(name: str, paper_m: float, record_property) -> None:
-    """Table 1: 41M parameters for DETR-R50, 60M for DETR-R101 (COCO's 91 classes + no object)."""
+    """Table 1: 41M parameters for DETR-R50, 60M for DETR-R101, the same for their DC5 variants (dilation adds no
+    weights; COCO's 91 classes + no object)."""
     with torch.device("meta"):
         model = pz.create_model(name)
     n = sum(p.numel() for p in model.parameters()) / 1e6

@@ -397,8 +397,11 @@ def _from_official(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------- builders
-def _detr(depth: str, num_classes: int, pretrained_backbone: Any, kwargs: dict[str, Any]) -> DETR:
-    body = create_model(depth, pretrained=pretrained_backbone or None, features_only=True, out_indices=(4,))
+def _detr(depth: str, num_classes: int, pretrained_backbone: Any, kwargs: dict[str, Any], dc5: bool = False) -> DETR:
+    """``dc5``: the paper's DC5 variant -- the last stage dilated instead of strided (stride 16, the first block of
+    layer4 undilated as torchvision's ``replace_stride_with_dilation``), twice the feature resolution."""
+    body = create_model(depth, pretrained=pretrained_backbone or None, features_only=True, out_indices=(4,),
+                        output_stride=16 if dc5 else 32)
     freeze_batchnorm(body)
     m = body.model
     for module in (m.conv1, m.bn1, m.layer1):  # the official code trains layer2-layer4 only
@@ -427,3 +430,16 @@ def detr_resnet101(pretrained_backbone: str | bool | None = None, num_classes: i
     """DETR with a ResNet-101 backbone (Table 1: 60M parameters, 43.5 AP)."""
     return _detr("resnet101", num_classes, pretrained_backbone, kwargs)
 
+
+@register_model(**_META, paper_params_m=41.0, reference={"transformers": "facebook/detr-resnet-50-dc5"},
+                weights={"official": _DL + "detr-r50-dc5-f0fb7ef5.pth"})
+def detr_resnet50_dc5(pretrained_backbone: str | bool | None = None, num_classes: int = 91, **kwargs: Any) -> DETR:
+    """DETR-DC5: ResNet-50 with a dilated last stage (stride 16; Table 1: 41M parameters, 43.3 AP)."""
+    return _detr("resnet50", num_classes, pretrained_backbone, kwargs, dc5=True)
+
+
+@register_model(**_META, paper_params_m=60.0, reference={"transformers": "facebook/detr-resnet-101-dc5"},
+                weights={"official": _DL + "detr-r101-dc5-a2e86def.pth"})
+def detr_resnet101_dc5(pretrained_backbone: str | bool | None = None, num_classes: int = 91, **kwargs: Any) -> DETR:
+    """DETR-DC5-R101: ResNet-101 with a dilated last stage (stride 16; Table 1: 60M parameters, 44.9 AP)."""
+    return _detr("resnet101", num_classes, pretrained_backbone, kwargs, dc5=True)
