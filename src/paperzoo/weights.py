@@ -26,7 +26,7 @@ from .errors import WeightsError, unknown
 StateDict = dict[str, torch.Tensor]
 Converter = Callable[[StateDict, nn.Module], StateDict]
 
-SOURCES = ("paperzoo", "timm", "torchvision", "official", "transformers", "open_clip", "segment-anything")
+SOURCES = ("paperzoo", "timm", "torchvision", "official", "transformers", "open_clip", "segment-anything", "lightnet")
 _CONVERTERS: dict[tuple[str, str], Converter] = {}
 _MAX_LISTED = 12
 

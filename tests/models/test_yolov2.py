@@ -1,7 +1,8 @@
 """YOLOv2 (arXiv 1612.08242): Darknet-19's 5.58 billion operations at 224 px and its 19 conv / 5 pool layout
 (Table 6); the detector's 13 x 13 x 125 output at 416 px and 19 x 19 x 125 at 608 px, the passthrough's 26 x 26 x 512
 -> 13 x 13 x 2048; the k-means distance 1 - IoU by hand and k-means' fixed point; direct location prediction
-(bounded centres, exp sizes on the priors); the region loss on a hand-made case; multi-scale training sizes."""
+(bounded centres, exp sizes on the priors); the region loss on a hand-made case; multi-scale training sizes; lightnet
+(PyPI, test-only) as the oracle for Darknet-19 and for the released cfg's YOLOv2 (Darknet's reorg included)."""
 from __future__ import annotations
 
 import math
@@ -136,3 +137,62 @@ def test_passthrough_stacks_adjacent_features() -> None:
     for ch, i, j, y, x in [(0, 0, 0, 0, 0), (c - 1, 1, 0, 0, 1), (2, 1, 1, 1, 0), (5, 0, 1, 1, 1)]:
         assert float(joined[0, 4 * ch + 2 * i + j, y, x]) == float(fine[0, ch, 2 * y + i, 2 * x + j])
     assert joined.shape[1] == 4 * c + model.head1[-1][0].out_channels
+
+
+def _lightnet():
+    pytest.importorskip("brambox")  # lightnet imports it
+    return pytest.importorskip("lightnet")
+
+
+@pytest.mark.paper("yolov2")
+def test_darknet_reorg_equals_lightnet_and_is_not_space_to_depth() -> None:
+    """Darknet's reorg (ours from the C layer's index arithmetic) gives lightnet's ``Reorg(2)`` exactly, at the released
+    cfg's 64 x 26 x 26 and on an odd small case; it is not ``pixel_unshuffle``, which the paper's description gives."""
+    ln = _lightnet()
+    from paperzoo.models.detection.yolov2 import darknet_reorg, space_to_depth
+
+    for shape in [(2, 64, 26, 26), (1, 8, 4, 6)]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(darknet_reorg(x), ln.network.layer.Reorg(2)(x))
+        assert not torch.equal(darknet_reorg(x), space_to_depth(x))
+    with pytest.raises(pz.errors.ConfigError):
+        darknet_reorg(torch.zeros(1, 6, 4, 4))
+
+
+@pytest.mark.paper("yolov2")
+def test_darknet19_equals_lightnet(record_property) -> None:
+    """lightnet's ``Darknet19`` (perturbed, BN in eval) loaded with ``source="lightnet"`` gives the same logits."""
+    ln = _lightnet()
+    from helpers import perturb_, rel_err
+
+    torch.manual_seed(0)
+    ref = perturb_(ln.models.Darknet19(10), seed=1).eval()
+    ours = pz.load_weights(pz.create_model("darknet19", num_classes=10), ref.state_dict(), source="lightnet").eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        err = rel_err(ours(x), ref(x))
+    record_property("rel_err_vs_lightnet", err)
+    assert err < 1e-5, err
+
+
+@pytest.mark.paper("yolov2")
+def test_released_cfg_yolov2_equals_lightnet(record_property) -> None:
+    """The released cfg's YOLOv2 (``passthrough_channels=64, reorg="darknet"``) loaded from lightnet's ``YoloV2``
+    (perturbed) gives its raw head at 96 px (3 x 3 cells x 5 anchors x 25); with the paper's space-to-depth instead
+    of the reorg the outputs differ, so the passthrough is exercised."""
+    ln = _lightnet()
+    from helpers import perturb_, rel_err
+
+    torch.manual_seed(0)
+    ref = perturb_(ln.models.YoloV2(20), seed=2).eval()
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = ref(x).permute(0, 2, 3, 1)
+        errs = {}
+        for reorg in ("darknet", "space_to_depth"):
+            ours = pz.create_model("yolov2", num_classes=20, passthrough_channels=64, reorg=reorg)
+            ours = pz.load_weights(ours, ref.state_dict(), source="lightnet").eval()
+            errs[reorg] = rel_err(ours(x), expected)
+    record_property("rel_err_vs_lightnet", errs)
+    assert expected.shape == (2, 3, 3, 125)
+    assert errs["darknet"] < 1e-5 and errs["space_to_depth"] > 1e-3, errs

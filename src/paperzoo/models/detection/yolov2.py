@@ -13,8 +13,10 @@ What the paper changes over YOLO v1 (Sec. 2 "Better", Sec. 3 "Faster"), and wher
 * **Fine-grained features** (Sec. 2): a passthrough layer that stacks each 2x2 block of the 26 x 26 x 512 map into
   channels (13 x 13 x 2048) and concatenates it to the input of the second-to-last conv (the paper's description).
   Darknet's released cfg joins at the same place but first reduces the 26 x 26 map to 64 channels by a 1x1 conv:
-  ``passthrough_channels=64`` builds that variant (our space-to-depth is ``pixel_unshuffle``'s channel
-  order, not Darknet's ``reorg`` order).
+  ``passthrough_channels=64`` builds that variant. Our space-to-depth is ``pixel_unshuffle``'s; Darknet's ``reorg``
+  layer instead reads its input buffer as if it were (C/4, 2H, 2W), which scrambles positions across channels;
+  ``reorg="darknet"`` reproduces it (``darknet_reorg``), as weights trained by Darknet need.
+  With both, the network equals ``lightnet``'s ``YoloV2`` (``source="lightnet"`` loads its state dicts).
 * **Multi-scale training** (Sec. 2): every 10 batches a new input size from {320, 352, ..., 608}; the network is
   fully convolutional (stride 32), so 416 px gives 13 x 13 and 608 px 19 x 19 cells.
 
@@ -26,6 +28,7 @@ probabilities towards one-hot (weight 1); averaged over images. Labels index cla
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError, DataError
+from ...errors import ConfigError, DataError, WeightsError
 from ...registry import register_model
+from ...weights import register_converter
 from ._parts.detector import Detector
 from ._parts.grid import check_targets, image_sizes, normalized_targets, postprocess, square_batch
 
@@ -227,6 +231,24 @@ def space_to_depth(x: Tensor, block: int = 2) -> Tensor:
     return F.pixel_unshuffle(x, block)
 
 
+def darknet_reorg(x: Tensor, stride: int = 2) -> Tensor:
+    """Darknet's reorg layer as its forward pass computes it (``reorg_cpu`` with ``forward = 0``, the layer's input
+    dims): output element (k, j, i) of the (C, H, W) buffer takes input element w2 + W s (h2 + H s c2), with
+    c2 = k mod C/s^2, o = k div C/s^2, w2 = i s + o mod s, h2 = j s + o div s; the buffer is then read as
+    (C s^2, H/s, W/s). One gather for the batch."""
+    b, c, h, w = x.shape
+    s = stride
+    if c % (s * s) or h % s or w % s:
+        raise ConfigError(f"reorg by {s} needs channels divisible by {s * s} and sides by {s}, got {tuple(x.shape[1:])}")
+    k = torch.arange(c, device=x.device).view(c, 1, 1)
+    j = torch.arange(h, device=x.device).view(1, h, 1)
+    i = torch.arange(w, device=x.device).view(1, 1, w)
+    out_c = c // (s * s)
+    c2, o = k % out_c, k // out_c
+    source = (i * s + o % s) + w * s * ((j * s + o // s) + h * s * c2)
+    return x.reshape(b, -1)[:, source.reshape(-1)].reshape(b, c * s * s, h // s, w // s)
+
+
 class YOLOv2(Detector, nn.Module):
     """Darknet-19's conv layers (its classifier removed), three 3x3x1024 convs with the passthrough joined before the
     last of them, and a 1x1 conv to A x (5 + C) per cell.
@@ -238,6 +260,7 @@ class YOLOv2(Detector, nn.Module):
 
     def __init__(self, num_classes: int = 20, anchors: Sequence[Sequence[float]] = VOC_ANCHORS, *, in_chans: int = 3,
                  image_size: int = 416, width: float = 1.0, passthrough_channels: int | None = None,
+                 reorg: str = "space_to_depth",
                  multiscale: Sequence[int] | None = tuple(range(320, 609, 32)), multiscale_every: int = 10,
                  score_thresh: float = 0.005, nms_thresh: float = 0.45, detections_per_img: int = 100,
                  mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0), **loss: Any) -> None:
@@ -250,6 +273,9 @@ class YOLOv2(Detector, nn.Module):
         self.stage2 = nn.Sequential(*trunk.features[ends[4] + 1:])  # pool, then the 1024-channel layers (stride 32)
         c512, c1024 = trunk.feature_info[4]["num_chs"], trunk.num_features
         d = max(1, round(1024 * width))
+        if reorg not in ("space_to_depth", "darknet"):
+            raise ConfigError(f"reorg must be 'space_to_depth' or 'darknet', got '{reorg}'")
+        self.reorg = space_to_depth if reorg == "space_to_depth" else darknet_reorg
         self.reduce = conv_bn(c512, passthrough_channels, 1) if passthrough_channels else nn.Identity()
         fine = 4 * (passthrough_channels or c512)
         # join before the second-to-last conv layer (the third added 3x3 conv), then the 1x1 output conv
@@ -277,7 +303,7 @@ class YOLOv2(Detector, nn.Module):
     def head(self, x: Tensor) -> Tensor:
         fine = self.stage1(x)
         y = self.head1(self.stage2(fine))
-        y = self.head2(torch.cat([space_to_depth(self.reduce(fine)), y], 1))
+        y = self.head2(torch.cat([self.reorg(self.reduce(fine)), y], 1))
         return self.out(y).permute(0, 2, 3, 1)
 
     def forward(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]] | None = None):
@@ -315,7 +341,41 @@ def darknet19(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> Dark
 
 @register_model(paper="yolov2", task="detection", input_size=(3, 416, 416), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                 num_classes=20, notes="passthrough joined before the second-to-last conv as the paper says; "
-                "passthrough_channels=64 builds the released cfg's layout")
+                "passthrough_channels=64, reorg='darknet' builds the released cfg's layout (lightnet's YoloV2)")
 def yolov2(num_classes: int = 20, **kwargs: Any) -> YOLOv2:
     """YOLOv2 at 416 px: 13 x 13 x 5 x (5 + C) outputs with VOC's five k-means priors; multi-scale training 320-608."""
     return YOLOv2(num_classes, **kwargs)
+
+
+@register_converter("yolov2", "lightnet")
+def _from_lightnet(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """``lightnet``'s ``Darknet19`` and ``YoloV2``: the trunk's ``N_convbatch.layers.{0,1}`` in order onto our conv-BN
+    layers; Darknet19's classifier conv ``head.0``; YoloV2's ``neck.0`` (the two added 3x3 convs), ``neck.1.0`` (the
+    1x1 passthrough reduction), ``head.0`` (the conv after the join) and ``head.1`` (the output conv)."""
+    trunk = re.compile(r"backbone\.(?:module\.)?(\d+)_convbatch\.layers\.([01])\.(\w+)$")
+    indices = sorted({int(m.group(1)) for k in state_dict if (m := trunk.match(k))})
+    if isinstance(model, YOLOv2):
+        ours = [f"stage1.{i}" for i, m in enumerate(model.stage1) if isinstance(m, nn.Sequential)]
+        ours += [f"stage2.{i}" for i, m in enumerate(model.stage2) if isinstance(m, nn.Sequential)]
+        fixed = {"neck.0.0.layers": "head1.0", "neck.0.1.layers": "head1.1", "neck.1.0.layers": "reduce",
+                 "head.0.layers": "head2", "head.1": "out"}
+    else:
+        ours = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.Sequential)]
+        fixed = {"head.0": "fc"}
+    if len(indices) != len(ours):
+        raise WeightsError(f"lightnet weights hold {len(indices)} trunk conv layers, this model {len(ours)}")
+    names = dict(zip(indices, ours))
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith("_LN_MODEL_VERSION"):
+            continue
+        m = trunk.match(key)
+        if m:
+            out[f"{names[int(m.group(1))]}.{m.group(2)}.{m.group(3)}"] = value
+            continue
+        src = next((p for p in fixed if key.startswith(p + ".")), None)
+        if src is not None:
+            out[fixed[src] + key[len(src):]] = value
+            continue
+        raise WeightsError(f"unexpected tensor '{key}' in lightnet weights")
+    return out
