@@ -196,3 +196,15 @@ def test_released_cfg_yolov2_equals_lightnet(record_property) -> None:
     record_property("rel_err_vs_lightnet", errs)
     assert expected.shape == (2, 3, 3, 125)
     assert errs["darknet"] < 1e-5 and errs["space_to_depth"] > 1e-3, errs
+
+
+def test_priors_keep_their_image_fraction_at_every_input_size() -> None:
+    """The priors are in cells of the built image_size's grid; at another input size (multi-scale training, or
+    detecting after image_size was changed) a zero offset still gives the same box as a fraction of the image."""
+    model = pz.create_model("yolov2", num_classes=3, width=0.125, image_size=128).eval()
+    for size in (96, 128, 160):
+        with torch.no_grad():
+            head = model.head(torch.zeros(1, 3, size, size))
+        boxes, *_ = decode_region(torch.zeros_like(head), model._anchors(head))
+        assert head.shape[1] == size // 32
+        assert torch.allclose(boxes[0, 0, 0, :, 2:], model.anchors_cells / 4)

@@ -282,6 +282,7 @@ class YOLOv2(Detector, nn.Module):
         self.head1 = nn.Sequential(conv_bn(c1024, d, 3), conv_bn(d, d, 3))
         self.head2 = conv_bn(d + fine, d, 3)
         self.anchors_cells = torch.tensor(anchors, dtype=torch.float32)
+        self.anchor_grid = image_size // 32  # the priors are in cells of this grid (the built image_size's)
         self.num_classes, self.image_size = num_classes, image_size
         self.out = nn.Conv2d(d, len(anchors) * (5 + num_classes), 1)
         self.multiscale, self.multiscale_every = (tuple(multiscale) if multiscale else None), multiscale_every
@@ -318,14 +319,18 @@ class YOLOv2(Detector, nn.Module):
         if targets is None:
             return out
         image, boxes, labels = normalized_targets(targets, sizes)
-        # priors are in cells of the image_size grid: the same fraction of the image at every input size
-        anchors = self.anchors_cells.to(x.device) * out.shape[1] / (self.image_size // 32)
-        return region_loss(out, anchors, image, boxes, labels, **self.loss_weights)
+        return region_loss(out, self._anchors(out), image, boxes, labels, **self.loss_weights)
+
+    def _anchors(self, head: Tensor) -> Tensor:
+        """The priors in cells of this head's grid: the same fraction of the image at every input size (training
+        at a multi-scale size, or detecting after ``image_size`` was changed)."""
+        return self.anchors_cells.to(head.device) * head.shape[1] / self.anchor_grid
 
     def _detections(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
         """Objectness x class probability above ``score_thresh``, NMS per class, in each image's pixels."""
         x, _ = square_batch(images, self.image_size, self.mean, self.std)
-        boxes, obj, probs, _ = decode_region(self.head(x), self.anchors_cells.to(x.device))
+        head = self.head(x)
+        boxes, obj, probs, _ = decode_region(head, self._anchors(head))
         n = len(x)
         scores = (obj[..., None] * probs).reshape(n, -1, self.num_classes)
         return postprocess(_xyxy(boxes).reshape(n, -1, 4), scores, image_sizes(images), self.score_thresh,
