@@ -225,6 +225,16 @@ def test_prompt_templates_are_the_papers_80_and_its_7() -> None:
     assert set(SIMPLE_IMAGENET_TEMPLATES) < set(OPENAI_IMAGENET_TEMPLATES)
 
 
+def test_imagenet_class_names_are_clips() -> None:
+    """The 1000 ImageNet class names of CLIP's zero-shot evaluation, in class-index order, as open_clip holds them."""
+    from open_clip import zero_shot_metadata as meta
+
+    from paperzoo.models.multimodal.clip import IMAGENET_CLASSNAMES
+
+    assert list(IMAGENET_CLASSNAMES) == list(meta.IMAGENET_CLASSNAMES)
+    assert len(IMAGENET_CLASSNAMES) == 1000 and IMAGENET_CLASSNAMES[517] == "construction crane"
+
+
 def test_logit_scale_is_clipped_at_100() -> None:
     model = pz.create_model("clip_vit_b32", layers=1, text_layers=1, image_size=32, vocab_size=100)
     with torch.no_grad():

@@ -33,9 +33,11 @@ from torch import nn
 
 from ...registry import register_model
 from ...weights import register_converter
+from .imagenet_classnames import IMAGENET_CLASSNAMES
 
 __all__ = ["CLIP", "ModifiedResNet", "VisionTransformer", "ZeroShotClassifier", "clip_loss", "linear_probe",
-           "CLIP_MEAN", "CLIP_STD", "OPENAI_IMAGENET_TEMPLATES", "SIMPLE_IMAGENET_TEMPLATES"]
+           "CLIP_MEAN", "CLIP_STD", "IMAGENET_CLASSNAMES", "OPENAI_IMAGENET_TEMPLATES",
+           "SIMPLE_IMAGENET_TEMPLATES"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
