@@ -78,9 +78,10 @@ def hand_picked(sizes: tuple[float, ...]) -> torch.Tensor:
     return torch.tensor([[s / math.sqrt(r), s * math.sqrt(r)] for s in sizes for r in (0.5, 1.0, 2.0)])
 
 
-def multiscale(cfg: Config) -> tuple[dict[str, list[float]], dict[str, dict[int, list[float]]], int]:
+def multiscale(cfg: Config) -> tuple[dict[str, list[float]], dict[str, dict[int, list[float]]], list[int], int]:
     """Per arm: the mean box AP (%) over the sizes other than the single-scale one, per seed; the AP at every size;
-    and the number of training boxes the priors came from."""
+    those other sizes; and the number of training boxes the priors came from. The only evaluation is the one at
+    every size after the last epoch (the trainer gets no validation set of its own)."""
     train, test = cfg.det_data.splits()
     base = cfg.det_data.image_size
     grid = base // 32
@@ -107,14 +108,14 @@ def multiscale(cfg: Config) -> tuple[dict[str, list[float]], dict[str, dict[int,
             priors = kmeans_anchors(fit_wh, cfg.det_anchors, seed=seed) * grid  # in cells of the base grid
             model = seeded(seed, lambda: create_model("yolov2", num_classes=train.num_classes, width=cfg.det_width,
                                                       image_size=base, anchors=priors.tolist(), multiscale=sizes))
-            return fit(f"yolov2 {name}", model, train, test, seed=seed, recipe=cfg.det_recipe, task=task,
-                       clip_grad=10.0, eval_every=10**6, callbacks=[at_sizes(name)])
+            return fit(f"yolov2 {name}", model, train, None, seed=seed, recipe=cfg.det_recipe, task=task,
+                       clip_grad=10.0, callbacks=[at_sizes(name)])
         return one
 
     run_arms({"single-scale": arm("single-scale", None), "multi-scale": arm("multi-scale", cfg.sizes)}, cfg.det_seeds)
     off = [s for s in cfg.sizes if s != base]
     means = {a: [sum(table[a][s][i] for s in off) / len(off) for i in range(len(cfg.det_seeds))] for a in table}
-    return means, table, len(fit_wh)
+    return means, table, off, len(fit_wh)
 
 
 def run(cfg: Config, out: Path) -> Report:
@@ -132,9 +133,8 @@ def run(cfg: Config, out: Path) -> Report:
             values[name].append(100 * mean_best_iou(test_wh, anchors))
             if seed == cfg.seeds[0]:
                 priors[name] = [[round(float(v), 3) for v in a] for a in anchors]
-    off_ap, ap_by_size, det_boxes = multiscale(cfg)
+    off_ap, ap_by_size, off, det_boxes = multiscale(cfg)
     base = cfg.det_data.image_size
-    off = [s for s in cfg.sizes if s != base]
     decision = all_of(
         [beats(values["k-means IoU, 9"], values["hand-picked, 9"], a_name="k-means IoU, 9", b_name="hand-picked, 9",
                metric="avg IoU (%)"),
