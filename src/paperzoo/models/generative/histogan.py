@@ -13,7 +13,7 @@ controlled by a target colour histogram.
   is projected by a small fully connected network (the "histogram projection") to a latent that replaces the
   style of the **last two blocks**, which mostly set the colours.
 
-Not implemented: ReHistoGAN (the recolouring encoder-decoder of §4).
+ReHistoGAN, the recolouring encoder-decoder of §4, is in ``rehistogan.py``.
 """
 from __future__ import annotations
 
@@ -127,10 +127,13 @@ class SynthesisBlock(nn.Module):
         self.bias2 = nn.Parameter(torch.zeros(1, out_ch, 1, 1))
         self.to_rgb = ModulatedConv(out_ch, 3, 1, style_dim, demodulate=False)
 
-    def forward(self, x, rgb, w, noise: tuple[torch.Tensor, torch.Tensor]):
+    def forward(self, x, rgb, w, noise: tuple[torch.Tensor, torch.Tensor], latent: torch.Tensor | None = None):
+        """``latent`` (ReHistoGAN's skip connections) is added between the two convolutions."""
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = F.leaky_relu(self.conv1(x, w) + self.noise1 * noise[0] + self.bias1, 0.2)
+        if latent is not None:
+            x = x + latent
         x = F.leaky_relu(self.conv2(x, w) + self.noise2 * noise[1] + self.bias2, 0.2)
         out = self.to_rgb(x, w)
         if rgb is not None:
