@@ -150,8 +150,9 @@ def _transition(prev: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
 
 
 class HRNetBody(nn.Module):
-    """Stem, stage 1 and the three multi-resolution stages; ``forward`` returns the branches' outputs (1/4 to 1/32
-    resolution; only the 1/4 one when ``last_single``, the pose net's layout)."""
+    """Stem, stage 1 and the multi-resolution stages (one per entry of ``modules``: three in HRNet, two in the stem of
+    TokenPose-B / PPT-B); ``forward`` returns the branches' outputs (1/4 to 1/32 resolution; only the 1/4 one when
+    ``last_single``, the pose net's layout: the last module fuses into it alone)."""
 
     def __init__(self, width: int, in_chans: int = 3, modules: Sequence[int] = (1, 4, 3), blocks: int = 4,
                  last_single: bool = False, stage1: tuple[int, int] = (4, 64)) -> None:
@@ -165,12 +166,13 @@ class HRNetBody(nn.Module):
         widths = [width * 2 ** k for k in range(4)]
         self.widths = widths
         prev = [stage1[1] * 4]
+        self.num_stages = len(modules)  # multi-resolution stages built: 2, 3 (and 4)
         for s, n_mod in zip((2, 3, 4), modules):
             cur = widths[: s]
             setattr(self, f"transition{s - 1}", _transition(prev, cur))
             units = []
             for m in range(n_mod):
-                single = last_single and s == 4 and m == n_mod - 1
+                single = last_single and s == len(modules) + 1 and m == n_mod - 1
                 units.append(ExchangeUnit(cur, blocks, 1 if single else len(cur)))
             setattr(self, f"stage{s}", nn.Sequential(*units))
             prev = cur
@@ -183,7 +185,7 @@ class HRNetBody(nn.Module):
         x = self.layer1(x)
         xs = [t(x) for t in self.transition1]
         xs = self.stage2(xs)
-        for s in (3, 4):
+        for s in range(3, self.num_stages + 2):
             trans = getattr(self, f"transition{s - 1}")
             xs = [xs[i] if isinstance(t, nn.Identity) else t(xs[i] if i < len(xs) else xs[-1]) for i, t in enumerate(trans)]
             xs = getattr(self, f"stage{s}")(xs)
