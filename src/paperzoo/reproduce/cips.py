@@ -39,7 +39,9 @@ class Config:
     r1: float = 0.5
     classifier_epochs: int = 4
     samples: int = 500
-    seeds: tuple[int, ...] = (0, 1)
+    # six seeds: the effect is paired (the same generator and latents rendered both ways) but the kit's rule compares
+    # the arms' spreads over seeds, and a GAN's FID moves more between seeds (s.d. ~0.25) than the effect (~0.3)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 
 
 SMOKE = dict(data=dict(train_size=32, test_size=16), recipe=dict(epochs=1, batch_size=16), width=8, layers=2,

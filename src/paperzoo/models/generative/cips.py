@@ -98,15 +98,13 @@ class ModFC(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         s = self.modulation(w)  # (B, in)
-        weight = self.weight * self.scale
-        # scaling the input channels by s equals scaling the weights' input columns; demodulation is then one factor
-        # per sample and output channel (the non-grouped form of StyleGAN2's modulated convolution)
-        out = torch.einsum("oi,bihw->bohw", weight, x * s[:, :, None, None])
+        weight = self.weight[None] * (self.scale * s[:, None, :])  # per-sample weights (B, out, in)
         if self.demodulate:
-            out = out * torch.rsqrt(s.pow(2) @ weight.pow(2).t() + 1e-8)[:, :, None, None]
+            weight = weight * torch.rsqrt(weight.pow(2).sum(2, keepdim=True) + 1e-8)
+        b, c, h, wd = x.shape
+        out = torch.bmm(weight, x.reshape(b, c, h * wd)).view(b, -1, h, wd)  # the 1x1 layer of every pixel at once
         if not self.activate:
             return out + self.bias.view(1, -1, 1, 1)
-        b, _, h, wd = out.shape
         noise = torch.randn(b, 1, h, wd, generator=generator, device=out.device, dtype=out.dtype)
         return scaled_lrelu(out + self.noise * noise, self.bias)
 
@@ -142,17 +140,20 @@ class CIPSGenerator(nn.Module):
             self.to_rgb.append(ModFC(c, 3, latent_dim, demodulate=False, activate=False))
             c_in = c
 
-    def encoding(self, coords: torch.Tensor) -> torch.Tensor:
-        """(B, 2 hidden, H, W) positional encoding of coordinates (B, H, W, 2): [sin(B_fo (x, y) + b), e_co(x, y)]."""
+    def encoding(self, coords: torch.Tensor, on_grid: bool = False) -> torch.Tensor:
+        """(B, 2 hidden, H, W) positional encoding of coordinates (B, H, W, 2): [sin(B_fo (x, y) + b), e_co(x, y)].
+        ``on_grid``: the coordinates are the training grid, where (with ``align_corners``) e_co is read as stored."""
         fo = torch.sin(self.fourier(coords.permute(0, 3, 1, 2)))
         emb = self.coord_embeddings.expand(len(coords), -1, -1, -1)
-        co = F.grid_sample(emb, coords, mode="bilinear", padding_mode="border", align_corners=self.align_corners)
-        return torch.cat([fo, co], 1)
+        if not (on_grid and self.align_corners):
+            emb = F.grid_sample(emb, coords, mode="bilinear", padding_mode="border", align_corners=self.align_corners)
+        return torch.cat([fo, emb], 1)
 
-    def render(self, w: torch.Tensor, coords: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def render(self, w: torch.Tensor, coords: torch.Tensor, generator: torch.Generator | None = None,
+               on_grid: bool = False) -> torch.Tensor:
         """Images in [0, 1] (B, 3, H, W) of styles w (B, latent) at coordinates (B, H, W, 2); ``generator`` draws the
         per-pixel noise."""
-        h = self.conv1(self.encoding(coords), w, generator)
+        h = self.conv1(self.encoding(coords, on_grid), w, generator)
         rgb = 0.0
         for i, to_rgb in enumerate(self.to_rgb):
             h = self.layers[2 * i + 1](self.layers[2 * i](h, w, generator), w, generator)
@@ -161,9 +162,10 @@ class CIPSGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, size: int | None = None, coords: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
+        on_grid = coords is None and (size or self.img_size) == self.img_size
         if coords is None:
             coords = coordinate_grid(size or self.img_size, z.device, z.dtype).expand(len(z), -1, -1, -1)
-        return self.render(self.mapping(z), coords, generator)
+        return self.render(self.mapping(z), coords, generator, on_grid)
 
 
 class CIPS(nn.Module):
