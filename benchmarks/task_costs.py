@@ -26,7 +26,7 @@ import paperzoo as pz
 from paperzoo.data import ShapesDataset
 from paperzoo.train import TrainConfig, Trainer
 
-GENERATIVE = ("aae", "dcvae", "cips", "histogan", "vdvae")
+GENERATIVE = ("aae", "dcvae", "cips", "histogan", "rehistogan", "vdvae")
 
 
 def _subset(data, n: int):
