@@ -1,4 +1,5 @@
-"""Co-DETR (arXiv 2211.12860): the ATSS one-to-many assignment against a brute-force loop; the customized positive
+"""Co-DETR (arXiv 2211.12860): the ATSS one-to-many assignment against a brute-force loop; the Faster R-CNN-style
+head's positive RoIs as queries (IoU, targets, RoIAlign content against torchvision); the customized positive
 queries on a constructed case (which anchors become queries, their boxes and matched objects); the group attention
 mask (main queries are unaffected by the positive queries: same outputs with and without them, and with other
 positive queries); eq. 6's weighting (lambda_1, lambda_2) on hand values; with ``aux_heads=0`` the model is our DETR
@@ -33,7 +34,7 @@ def _pair(**co):
     torch.manual_seed(1)
     model = CoDETR(_body(), 3, **SMALL, **co)
     missing, unexpected = model.load_state_dict(detr.state_dict(), strict=not model.num_aux)
-    assert not unexpected and all(k.split(".")[0] in {"downsample", "aux_heads", "query_pos_proj", "query_content_proj"}
+    assert not unexpected and all(k.split(".")[0] in {"downsample", "aux_heads", "rcnn_heads", "query_pos_proj", "query_content_proj"}
                                   for k in missing)
     return detr, model
 
@@ -174,8 +175,9 @@ def test_without_aux_heads_equals_detr(record_property) -> None:
 
 
 def test_training_step_reaches_every_part() -> None:
-    """One optimiser step on 64 px images: finite losses, gradients in the auxiliary head and both query projections."""
-    _, model = _pair(aux_heads=1, anchor_scale=2.0)
+    """One optimiser step on 64 px images: finite losses, gradients in both auxiliary heads (ATSS and Faster R-CNN
+    style) and in every query projection."""
+    _, model = _pair(aux_heads=1, rcnn_heads=1, anchor_scale=2.0)
     model.train()
     images, targets = _data()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -184,7 +186,8 @@ def test_training_step_reaches_every_part() -> None:
     assert torch.isfinite(total)
     total.backward()
     for name in ("aux_heads.0.cls.weight", "aux_heads.0.reg.weight", "query_pos_proj.0.weight", "query_content_proj.0.weight",
-                 "downsample.0.0.weight"):
+                 "downsample.0.0.weight", "rcnn_heads.0.rpn.head.objectness.weight", "rcnn_heads.0.roi.box_head.fc6.weight",
+                 "rcnn_heads.0.roi.box_predictor.bbox_pred.weight", "query_pos_proj.1.weight", "query_content_proj.1.weight"):
         assert float(dict(model.named_parameters())[name].grad.abs().sum()) > 0, name
     opt.step()
 
@@ -192,6 +195,69 @@ def test_training_step_reaches_every_part() -> None:
 def test_registered_model_and_bad_config() -> None:
     with torch.device("meta"):
         m = pz.create_model("co_detr_resnet50", num_classes=5)
-    assert isinstance(m, CoDETR) and m.num_aux == 1 and m.lambda1 == 1.0 and m.lambda2 == 2.0
+    assert isinstance(m, CoDETR) and m.num_aux == 2 and len(m.aux_heads) == len(m.rcnn_heads) == 1  # the paper's K = 2
+    assert m.lambda1 == 1.0 and m.lambda2 == 2.0
     with pytest.raises(pz.errors.ConfigError):
         CoDETR(_body(), 3, aux_heads=-1, **SMALL)
+
+
+@pytest.mark.paper("co-detr")
+def test_rcnn_head_positive_queries_are_its_foreground_rois(record_property) -> None:
+    """The Faster R-CNN-style head's one-to-many assignment: its positive queries are the RoIs its RoI head labels
+    foreground — each overlaps the object it serves with IoU >= 0.5 and serves its highest-IoU object; the objects
+    themselves are among them (added to the proposals, as Faster R-CNN trains); the content of a query is the mean of
+    its RoIAlign features (checked against torchvision's roi_align on a one-level pyramid)."""
+    from torchvision.ops import box_iou, roi_align
+
+    _, model = _pair(aux_heads=0, rcnn_heads=1, pyramid_levels=1, anchor_scale=2.0)
+    model.train()
+    images, targets = _data()
+    x, valid = model.batch(images)
+    enc = model.encode(x, valid)
+    maps, _, _ = model.pyramid(enc)
+    image_wh = torch.stack((valid.any(1).sum(1), valid.any(2).sum(1)), -1).to(x.dtype)
+    gt = torch.zeros(2, 2, 4)
+    labels = torch.zeros(2, 2, dtype=torch.int64)
+    gt_valid = torch.zeros(2, 2, dtype=torch.bool)
+    for i, t in enumerate(targets):
+        gt[i, : len(t["boxes"])], labels[i, : len(t["boxes"])], gt_valid[i, : len(t["boxes"])] = t["boxes"], t["labels"], True
+    sizes = [(int(h), int(w)) for w, h in image_wh.tolist()]
+    torch.manual_seed(3)
+    terms, q = model.rcnn_heads[0](x, sizes, maps, [float(enc["stride"])], gt, labels, gt_valid)
+    assert set(terms) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
+    worst = 1.0
+    for i in range(2):
+        boxes, target = q["boxes"][i][q["valid"][i]], q["target"][i][q["valid"][i]]
+        iou = box_iou(boxes, gt[i][gt_valid[i]])
+        assert torch.equal(target, iou.argmax(1))
+        worst = min(worst, float(iou.max(1).values.min()))
+        for box in gt[i][gt_valid[i]]:  # every object is one of its own positive boxes
+            assert bool((boxes == box).all(1).any())
+        rois = torch.cat([torch.full((len(boxes), 1), float(i)), boxes], 1)
+        expected = roi_align(maps[0], rois, 7, 1 / float(enc["stride"]), 2).mean((2, 3))
+        assert torch.allclose(q["content"][i][q["valid"][i]], expected, atol=1e-5)
+    record_property("lowest_iou_of_a_positive_roi", round(worst, 4))
+    assert worst >= 0.5
+    assert not q["valid"].all() or q["valid"].shape[1] == int(q["valid"].sum(1).max())  # padded to the largest count
+
+
+@pytest.mark.paper("co-detr")
+def test_rcnn_terms_are_weighted_by_lambda1_and_leave_detr_alone() -> None:
+    """Eq. 6 with K = 2: the second head's L_enc terms (``aux1_*``) scale with lambda_1, and DETR's own terms equal a
+    plain DETR's (neither head's queries can reach the main queries)."""
+    images, targets = _data()
+    detr, one = _pair(aux_heads=1, rcnn_heads=1, anchor_scale=2.0, lambda1=1.0)
+    _, three = _pair(aux_heads=1, rcnn_heads=1, anchor_scale=2.0, lambda1=3.0)
+    detr.train(), one.train(), three.train()
+    with torch.no_grad():
+        base = detr(images, targets)
+        torch.manual_seed(5)
+        a = one(images, targets)
+        torch.manual_seed(5)
+        b = three(images, targets)
+    rcnn = [k for k in a if k.startswith("aux1_")]
+    assert sorted(rcnn) == ["aux1_loss_box_reg", "aux1_loss_classifier", "aux1_loss_objectness", "aux1_loss_rpn_box_reg"]
+    for k in rcnn:
+        assert float(b[k]) == pytest.approx(3 * float(a[k]), rel=1e-5)
+    assert max(float((base[k] - a[k]).abs()) for k in base) < 1e-5
+    assert {"pos1_loss_ce", "pos1_loss_bbox", "pos1_loss_giou"} <= set(a)

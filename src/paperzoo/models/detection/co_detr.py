@@ -9,10 +9,13 @@ Co-DETR keeps a DETR detector as it is at inference and adds, in training only, 
   anchors of each level closest in centre, positives those whose IoU reaches mean + std of the candidates' IoUs and
   whose centre lies inside the object, an anchor claimed by several objects going to the one of highest IoU
   (``atss_assign``); sigmoid focal loss on the classes and GIoU on (l, t, r, b) boxes from the anchor centres
-  (scaled by the stride). Its loss is L_enc^i.
+  (scaled by the stride). Its loss is L_enc^i. A second, Faster R-CNN-style head (``rcnn_heads``, ``RCNNAuxHead``)
+  runs our RPN and Fast R-CNN RoI head on the same pyramid (IoU 0.7 / 0.3 anchors, IoU 0.5 RoIs); its L_enc is their
+  four terms, and its positive boxes are the foreground RoIs.
 * **customized positive queries** (Sec. 3.3, eq. 4): per auxiliary head, the boxes of its positive anchors become
   extra decoder queries, Q_i = Linear(PE(B_i^pos)) + Linear(E(F, pos)): the positional part from the box's sine
-  encoding, the content part from the pyramid feature at the anchor. They are decoded in parallel with the main
+  encoding, the content part from the pyramid feature at the anchor (for the R-CNN head: the mean of the RoI's
+  RoIAlign features). They are decoded in parallel with the main
   queries, each group attending only to itself (a block-diagonal self-attention mask), and supervised
   **one-to-one by the auxiliary assignment** (each query's target is the object its anchor was assigned to, no
   Hungarian matching), at every decoder layer: L_dec^{i,l}.
@@ -24,8 +27,10 @@ The total loss (eq. 6): L = sum_l L~_l^dec (the DETR loss) + lambda_1 sum_i L_i^
 is the objective. Inference is exactly DETR's: with ``aux_heads=0`` a ``CoDETR`` is our ``DETR`` with the same
 weights and outputs.
 
-Simplifications (stated): one auxiliary head (ATSS-like, without ATSS's centerness branch and with distances rather
-than anchor deltas); no Faster R-CNN auxiliary head; a single-scale DETR base (not Deformable-DETR).
+Simplifications (stated): the ATSS-like head has no centerness branch and regresses distances rather than anchor
+deltas; the R-CNN head samples 128 RoIs per image from 100 proposals; a single-scale DETR base (not Deformable-DETR).
+``co_detr_resnet50`` has both heads (the paper's K = 2); the miniature reproduction builds the ATSS one alone
+unless told otherwise.
 """
 from __future__ import annotations
 
@@ -39,8 +44,13 @@ from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 
 from ...errors import ConfigError
 from ...registry import create_model, register_model
+from ._parts.anchors import AnchorGenerator
 from ._parts.backbone import freeze_batchnorm
 from ._parts.grid import check_targets, image_sizes
+from ._parts.poolers import RoIPooler
+from ._parts.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
+from ._parts.rpn import RegionProposalNetwork, RPNHead
+from ._parts.transform import ImageBatch
 from .detr import _META, DETR
 from .tsp import box_sine_embedding
 
@@ -150,25 +160,87 @@ class ATSSHead(nn.Module):
         return cls, reg
 
 
+class RCNNAuxHead(nn.Module):
+    """The Faster R-CNN-style auxiliary head (Co-DETR's second one-to-many branch, our detection parts on the encoder
+    pyramid): an RPN with 3 anchors per position (aspect ratios 0.5, 1, 2, side ``anchor_scale`` x the level's stride;
+    IoU >= 0.7 object, < 0.3 background, each object's best anchor kept; ``rpn_batch`` sampled per image, half
+    objects) and a Fast R-CNN RoI head on its ``proposals`` plus the objects (RoIAlign 7x7, two fully connected
+    layers, IoU >= 0.5 foreground; ``roi_batch`` sampled per image, a quarter foreground). L_enc is its four terms.
+    The foreground RoIs — every proposal the head assigns to an object — are its positive boxes for the queries; their
+    content is the mean of their RoIAlign features."""
+
+    def __init__(self, d: int, num_classes: int, levels: int, anchor_scale: float, rpn_batch: int = 256,
+                 roi_batch: int = 128, proposals: int = 100, hidden: int = 256) -> None:
+        super().__init__()
+        self.levels, self.anchor_scale = levels, anchor_scale
+        self.rpn = RegionProposalNetwork(AnchorGenerator(((anchor_scale,),) * levels, ((0.5, 1.0, 2.0),) * levels),
+                                         RPNHead(d, 3), batch_size_per_image=rpn_batch,
+                                         pre_nms_top_n={"training": 2 * proposals, "testing": 2 * proposals},
+                                         post_nms_top_n={"training": proposals, "testing": proposals})
+        self.roi = RoIHeads(RoIPooler([str(i) for i in range(levels)], 7, 2), TwoMLPHead(d * 49, hidden),
+                            FastRCNNPredictor(hidden, num_classes + 1), batch_size_per_image=roi_batch)
+        self._anchors: dict[tuple[float, ...], AnchorGenerator] = {}
+
+    def anchor_generator(self, strides: Sequence[float]) -> AnchorGenerator:
+        key = tuple(float(s) for s in strides)
+        if key not in self._anchors:
+            self._anchors[key] = AnchorGenerator(tuple((self.anchor_scale * s,) for s in key), ((0.5, 1.0, 2.0),) * len(key))
+        return self._anchors[key]
+
+    def forward(self, x: Tensor, sizes: Sequence[tuple[int, int]], maps: Sequence[Tensor], strides: Sequence[float],
+                gt_px: Tensor, labels: Tensor, gt_valid: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """L_enc's terms, and the positive RoIs padded per image: ``boxes`` (N, M, 4) XYXY pixels, ``content``
+        (N, M, d), ``target`` (N, M) the object each was assigned to (-1 padding), ``valid`` (N, M)."""
+        self.rpn.anchor_generator = self.anchor_generator(strides)
+        targets = [{"boxes": gt_px[i][gt_valid[i]], "labels": labels[i][gt_valid[i]] + 1} for i in range(len(x))]
+        features = {str(i): m for i, m in enumerate(maps)}
+        proposals, rpn_terms = self.rpn(ImageBatch(x, list(sizes)), features, targets)
+        rois, roi_labels, targets_fg = self.roi.sample(proposals, targets)
+        pooled = self.roi.box_roi_pool(features, rois, sizes)
+        cls, reg = self.roi.box_predictor(self.roi.box_head(pooled))
+        terms = {**rpn_terms, **self.roi.loss(cls, reg, roi_labels, targets_fg)}
+        fg = roi_labels > 0
+        image, boxes, content = rois[fg, 0].long(), rois[fg, 1:], pooled[fg].mean((2, 3))
+        g = gt_px[image]  # (P, G, 4): the objects of each RoI's image
+        inter = (torch.minimum(boxes[:, None, 2:], g[..., 2:]) - torch.maximum(boxes[:, None, :2], g[..., :2])).clamp(min=0).prod(-1)
+        area = (boxes[:, 2:] - boxes[:, :2]).prod(-1)[:, None] + (g[..., 2:] - g[..., :2]).prod(-1)
+        iou = (inter / (area - inter).clamp(min=1e-9)).masked_fill(~gt_valid[image], -1.0)
+        target = iou.argmax(1)  # the object the RoI head matched it to (the highest IoU, >= 0.5)
+        n = len(x)
+        counts = torch.bincount(image, minlength=n)
+        m = max(int(counts.max()) if len(image) else 0, 1)
+        rank = torch.arange(len(image), device=x.device) - (counts.cumsum(0) - counts)[image]  # rois are in image order
+        out = {"boxes": boxes.new_zeros(n, m, 4), "content": content.new_zeros(n, m, content.shape[-1]),
+               "target": torch.full((n, m), -1, dtype=torch.int64, device=x.device),
+               "valid": torch.zeros(n, m, dtype=torch.bool, device=x.device)}
+        out["boxes"][image, rank], out["content"][image, rank] = boxes, content
+        out["target"][image, rank], out["valid"][image, rank] = target, True
+        return terms, out
+
+
 class CoDETR(DETR):
     """Our DETR plus, in training, ``aux_heads`` ATSS-style one-to-many heads on a pyramid of the encoder's output
     (``pyramid_levels`` levels: the map, then stride-2 convolutions) and their customized positive queries."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int = 91, *, aux_heads: int = 1, pyramid_levels: int = 2,
-                 lambda1: float = 1.0, lambda2: float = 2.0, atss_topk: int = 9, anchor_scale: float = 8.0,
-                 head_convs: int = 1, **kwargs: Any) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int = 91, *, aux_heads: int = 1, rcnn_heads: int = 0,
+                 pyramid_levels: int = 2, lambda1: float = 1.0, lambda2: float = 2.0, atss_topk: int = 9,
+                 anchor_scale: float = 8.0, head_convs: int = 1, **kwargs: Any) -> None:
         super().__init__(backbone, num_classes, **kwargs)
-        if aux_heads < 0 or pyramid_levels < 1:
-            raise ConfigError(f"aux_heads must be >= 0 and pyramid_levels >= 1, got {aux_heads}, {pyramid_levels}")
+        if aux_heads < 0 or rcnn_heads < 0 or pyramid_levels < 1:
+            raise ConfigError(f"aux_heads and rcnn_heads must be >= 0 and pyramid_levels >= 1, got {aux_heads}, "
+                              f"{rcnn_heads}, {pyramid_levels}")
         d = self.input_proj.out_channels
         self.lambda1, self.lambda2, self.atss_topk, self.anchor_scale = lambda1, lambda2, atss_topk, anchor_scale
-        self.num_aux = aux_heads
-        if aux_heads:
+        self.num_aux = aux_heads + rcnn_heads
+        if self.num_aux:
             self.downsample = nn.ModuleList(nn.Sequential(nn.Conv2d(d, d, 3, 2, 1), nn.GroupNorm(min(32, d // 4), d))
                                             for _ in range(pyramid_levels - 1))
             self.aux_heads = nn.ModuleList(ATSSHead(d, num_classes, head_convs) for _ in range(aux_heads))
-            self.query_pos_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(aux_heads))
-            self.query_content_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(aux_heads))
+            self.rcnn_heads = nn.ModuleList(RCNNAuxHead(d, num_classes, pyramid_levels, anchor_scale)
+                                            for _ in range(rcnn_heads))
+            # one pair of query projections per auxiliary head: the ATSS heads' first, then the R-CNN heads'
+            self.query_pos_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(self.num_aux))
+            self.query_content_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(self.num_aux))
 
     # ---------------------------------------------------------------------------------------- the network
     def decode(self, t: Tensor, query_pos: Tensor, enc: dict[str, Tensor], self_mask: Tensor | None = None) -> Tensor:
@@ -244,6 +316,18 @@ class CoDETR(DETR):
             t_parts.append(self.query_content_proj[i](content))
             pos_parts.append(self.query_pos_proj[i](box_sine_embedding(q["boxes"], feats.shape[-1])))
             groups.append(q["anchor"].shape[1])
+            group_valid.append(q["valid"])
+            pq.append(q)
+        level_strides = [float(enc["stride"]) * 2 ** i for i in range(len(maps))]
+        sizes_hw = [(int(h), int(w)) for w, h in image_wh.tolist()]
+        for j, head in enumerate(self.rcnn_heads):
+            i = len(self.aux_heads) + j
+            terms, q = head(x, sizes_hw, maps, level_strides, gt_px, labels, gt_valid)
+            aux_terms.append(terms)
+            boxes = (box_convert(q["boxes"], "xyxy", "cxcywh") / image_wh.repeat(1, 2)[:, None]).clamp(0, 1)
+            t_parts.append(self.query_content_proj[i](q["content"]))
+            pos_parts.append(self.query_pos_proj[i](box_sine_embedding(boxes, feats.shape[-1])))
+            groups.append(q["valid"].shape[1])
             group_valid.append(q["valid"])
             pq.append(q)
         mask = group_attention_mask(groups, torch.cat(group_valid, 1))
@@ -323,8 +407,9 @@ def _attend(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> T
 
 @register_model(**{**_META, "paper": "co-detr", "recipe": {**_META["recipe"], "lr": 2e-4}})  # the official configs
 def co_detr_resnet50(pretrained_backbone: str | bool | None = None, num_classes: int = 91, **kwargs: Any) -> CoDETR:
-    """Co-DETR on our DETR-R50 (single scale), one ATSS-style auxiliary head and its positive queries; inference is
-    DETR-R50's."""
+    """Co-DETR on our DETR-R50 (single scale) with the paper's K = 2 auxiliary heads, one ATSS-style and one Faster
+    R-CNN-style, and their positive queries; inference is DETR-R50's."""
+    kwargs = {"aux_heads": 1, "rcnn_heads": 1, **kwargs}
     body = create_model("resnet50", pretrained=pretrained_backbone or None, features_only=True, out_indices=(4,))
     freeze_batchnorm(body)
     for module in (body.model.conv1, body.model.bn1, body.model.layer1):  # as our DETR (the official code)
