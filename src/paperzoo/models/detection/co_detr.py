@@ -172,7 +172,7 @@ class RCNNAuxHead(nn.Module):
     def __init__(self, d: int, num_classes: int, levels: int, anchor_scale: float, rpn_batch: int = 256,
                  roi_batch: int = 128, proposals: int = 100, hidden: int = 256) -> None:
         super().__init__()
-        self.levels, self.anchor_scale = levels, anchor_scale
+        self.anchor_scale = anchor_scale
         self.rpn = RegionProposalNetwork(AnchorGenerator(((anchor_scale,),) * levels, ((0.5, 1.0, 2.0),) * levels),
                                          RPNHead(d, 3), batch_size_per_image=rpn_batch,
                                          pre_nms_top_n={"training": 2 * proposals, "testing": 2 * proposals},
@@ -195,17 +195,13 @@ class RCNNAuxHead(nn.Module):
         targets = [{"boxes": gt_px[i][gt_valid[i]], "labels": labels[i][gt_valid[i]] + 1} for i in range(len(x))]
         features = {str(i): m for i, m in enumerate(maps)}
         proposals, rpn_terms = self.rpn(ImageBatch(x, list(sizes)), features, targets)
-        rois, roi_labels, targets_fg = self.roi.sample(proposals, targets)
+        rois, roi_labels, targets_fg, matched = self.roi.sample_matched(proposals, targets)
         pooled = self.roi.box_roi_pool(features, rois, sizes)
         cls, reg = self.roi.box_predictor(self.roi.box_head(pooled))
         terms = {**rpn_terms, **self.roi.loss(cls, reg, roi_labels, targets_fg)}
         fg = roi_labels > 0
         image, boxes, content = rois[fg, 0].long(), rois[fg, 1:], pooled[fg].mean((2, 3))
-        g = gt_px[image]  # (P, G, 4): the objects of each RoI's image
-        inter = (torch.minimum(boxes[:, None, 2:], g[..., 2:]) - torch.maximum(boxes[:, None, :2], g[..., :2])).clamp(min=0).prod(-1)
-        area = (boxes[:, 2:] - boxes[:, :2]).prod(-1)[:, None] + (g[..., 2:] - g[..., :2]).prod(-1)
-        iou = (inter / (area - inter).clamp(min=1e-9)).masked_fill(~gt_valid[image], -1.0)
-        target = iou.argmax(1)  # the object the RoI head matched it to (the highest IoU, >= 0.5)
+        target = matched[fg]  # the object the RoI head matched it to (the highest IoU, >= 0.5)
         n = len(x)
         counts = torch.bincount(image, minlength=n)
         m = max(int(counts.max()) if len(image) else 0, 1)

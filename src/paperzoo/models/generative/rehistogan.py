@@ -174,9 +174,10 @@ class ReHistoGAN(nn.Module):
         return self(images, target, generator=generator).clamp(0, 1)
 
     # ------------------------------------------------------------------ losses
-    def targets(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Target histograms: r H(x_{i-1}) + (1 - r) H(x_{i-2}) (two other images of the batch, r uniform)."""
-        hist = self.histogram(x)
+    def targets(self, x: torch.Tensor, generator: torch.Generator | None, hist: torch.Tensor | None = None) -> torch.Tensor:
+        """Target histograms: r H(x_{i-1}) + (1 - r) H(x_{i-2}) (two other images of the batch, r uniform);
+        ``hist``: the batch's histograms H(x), when already computed."""
+        hist = self.histogram(x) if hist is None else hist
         r = torch.rand((), generator=generator, device=x.device)
         return (r * hist.roll(1, 0) + (1 - r) * hist.roll(2, 0)).detach()
 
@@ -188,7 +189,8 @@ class ReHistoGAN(nn.Module):
         return loss, {}
 
     def generator_loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        target = self.targets(x, generator)
+        source = self.histogram(x).detach()
+        target = self.targets(x, generator, source)
         fake = self(x, target, generator=generator)
         adv = -self.gamma * self.discriminator(fake).mean()
         hist = self.alpha * official_histogram_loss(self.histogram(F.relu(fake)), target)
@@ -196,7 +198,7 @@ class ReHistoGAN(nn.Module):
         loss = adv + hist + rec
         logs = {"hist_loss": float(hist.detach()), "rec_loss": float(rec.detach())}
         if self.variance:
-            var = variance_loss(x, fake, target, self.histogram(x).detach(), self.beta, self.gauss)
+            var = variance_loss(x, fake, target, source, self.beta, self.gauss)
             loss = loss + var
             logs["var_loss"] = float(var.detach())
         with torch.no_grad():  # keep some real images for the sample grid

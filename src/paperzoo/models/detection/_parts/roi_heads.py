@@ -123,6 +123,12 @@ class RoIHeads(nn.Module):
     def sample(self, proposals: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
         """The training RoIs (K, 5) in image order, their labels (K,) and the regression targets of the
         foreground ones (in order)."""
+        return self.sample_matched(proposals, targets)[:3]
+
+    def sample_matched(self, proposals: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]]
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``sample``'s three, and each sampled RoI's matched object (K,): its index among its image's targets
+        (the highest IoU) for foreground RoIs, negative for the others."""
         dtype = proposals[0].dtype
         gt_boxes = [t["boxes"].to(dtype) for t in targets]
         boxes, valid = pad_boxes([torch.cat([p, g]) for p, g in zip(proposals, gt_boxes)])
@@ -141,7 +147,7 @@ class RoIHeads(nn.Module):
         sampled_labels = labels[b, j]
         fg = torch.where(sampled_labels > 0)[0]
         targets_fg = self.box_coder.encode(gt[b[fg], matches[b[fg], j[fg]]], boxes[b[fg], j[fg]])
-        return rois, sampled_labels, targets_fg
+        return rois, sampled_labels, targets_fg, matches[b, j]
 
     def loss(self, class_logits: Tensor, box_regression: Tensor, labels: Tensor, targets_fg: Tensor) -> dict[str, Tensor]:
         fg = torch.where(labels > 0)[0]
