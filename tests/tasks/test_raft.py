@@ -79,3 +79,19 @@ def test_raft_task_trains_without_a_predictor() -> None:
     assert not torch.equal(task.target_encoder.conv1.weight, start["conv1.weight"])
     with pytest.raises(pz.errors.ConfigError):
         RAFTTask(beta=-1)
+
+
+@pytest.mark.paper("raft")
+def test_raft_loss_equals_the_authors_code() -> None:
+    """L_RAFT on the fixture's inputs equals the authors' ``gen_loss`` (WOWNICE/RAFT, tests/fixtures/raft/README.md) at
+    two weightings. Pairing each view with the *other* view's teacher (BYOL's pairing) misses it."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    fx = load_file(Path(__file__).parents[1] / "fixtures" / "raft" / "raft_official_loss.safetensors")
+    p1, p2, t1, t2 = fx["p1"], fx["p2"], fx["t1"], fx["t2"]
+    for (alpha, beta), key in (((1.0, 1.0), "loss_a1.0_b1.0"), ((0.7, 1.3), "loss_a0.7_b1.3")):
+        loss, _, _ = raft_loss(p1, p2, t1, t2, alpha=alpha, beta=beta)
+        assert abs(loss.item() - fx[key].item()) < 1e-5, (key, loss.item(), fx[key].item())
+    crossed, _, _ = raft_loss(p1, p2, t2, t1)
+    assert abs(crossed.item() - fx["loss_a1.0_b1.0"].item()) > 1e-3

@@ -39,7 +39,8 @@ class Config:
         kind="detection", image_size=64, train_size=1500, test_size=500, preset="medium", scale=(0.06, 0.6),
         knobs={"min_objects": 1, "max_objects": 6}))
     hand_sizes: tuple[float, ...] = (0.1, 0.2, 0.4)  # hand-picked anchor sides, fractions of the image
-    seeds: tuple[int, ...] = (0, 1, 2)
+    # k-means costs seconds per seed and the IoU-vs-Euclidean gap is small (2.3 points in Table 1), so 10 data seeds
+    seeds: tuple[int, ...] = tuple(range(10))
     # multi-scale training: scenes at the single-scale size; the range the multi-scale arm draws from (step 32)
     det_data: Data = field(default_factory=lambda: Data(
         kind="detection", image_size=128, train_size=800, test_size=200, preset="easy", scale=(0.1, 0.5),
@@ -172,6 +173,9 @@ def run(cfg: Config, out: Path) -> Report:
         differences=[
             "Box shapes of synthetic scenes (a few shape classes, sizes drawn uniformly) instead of VOC 2007+2012.",
             "The priors are compared by Table 1's avg IoU only; the detector's mAP with each set of priors is not measured.",
+            "On these boxes the IoU distance's gain over the Euclidean one is small (Table 1: 2.3 points), so the priors "
+            "are fit over 10 data seeds; an earlier run over 3 seeds was inconclusive on that sub-claim (+0.83 against "
+            "a band of 1.01).",
             f"Multi-scale training on {cfg.det_data.image_size} px synthetic scenes with sizes {list(cfg.sizes)} (the "
             "paper: VOC at 320 ... 608, tested at 288 ... 544), a narrow network from scratch for a few epochs with AdamW "
             "and no augmentation; compared against single-scale training of the same network, which the paper does not "

@@ -13,6 +13,7 @@ p = q(g(f(v))) and mean-teacher projections t = g_xi(f_xi(v)) of the *same* view
 The paper relates the two by bounding BYOL's loss with the same terms (``byol_upper_bound``): for each sample,
 || p(v1) - t(v2) ||^2 <= 2 || p(v1) - p(v2) ||^2 + 2 || p(v2) - t(v2) ||^2, i.e. L_BYOL <= 2 (L_align + L_cross),
 so BYOL minimises an upper bound in which the cross-model term appears with the opposite sign to RAFT's.
+The loss equals the authors' ``gen_loss`` (WOWNICE/RAFT, ``models/main/raft.py``) on a committed fixture.
 ``paperzoo train --model resnet20_cifar --task raft --data shapes``.
 """
 from __future__ import annotations
