@@ -208,3 +208,37 @@ def test_priors_keep_their_image_fraction_at_every_input_size() -> None:
         boxes, *_ = decode_region(torch.zeros_like(head), model._anchors(head))
         assert head.shape[1] == size // 32
         assert torch.allclose(boxes[0, 0, 0, :, 2:], model.anchors_cells / 4)
+
+
+@pytest.mark.paper("yolov2")
+def test_region_loss_equals_lightnet_regionloss(record_property) -> None:
+    """Our region loss against lightnet's ``RegionLoss`` (Darknet's region layer) on a random head, three images with
+    one to three objects (two in the same cell): the coordinate terms (sigmoid offsets and log sizes weighted by
+    2 - w h) and the objectness terms (IoU target for the responsible anchor, object scale 5, no-object below IoU
+    0.6) agree up to lightnet's 1/2 of the squared error. The class term is left out: lightnet uses cross-entropy,
+    Darknet (and ours) the squared error of the softmax. An ignore threshold of 0.2 or an object scale of 1 changes the objectness term."""
+    ln = _lightnet()
+    from paperzoo.models.detection.yolov2 import region_loss
+
+    a, c, s, stride = 3, 4, 5, 32
+    cells = torch.tensor([[1.0, 1.5], [2.5, 2.0], [4.0, 3.5]])
+    ref = ln.network.loss.RegionLoss(c, ln.util.Anchors.from_darknet(stride, cells.tolist()), stride, class_scale=0.0)
+    out = torch.randn(3, a * (5 + c), s, s, generator=torch.Generator().manual_seed(0)) * 0.8
+    pad = [-1, 0, 0, 0, 0]
+    gt = torch.tensor([[[0, 0.3, 0.4, 0.2, 0.3], [2, 0.71, 0.65, 0.5, 0.4], pad],
+                       [[1, 0.5, 0.5, 0.6, 0.7], [3, 0.12, 0.81, 0.1, 0.15], [2, 0.9, 0.2, 0.15, 0.3]],
+                       [[1, 0.44, 0.52, 0.3, 0.2], [0, 0.41, 0.58, 0.25, 0.35], pad]])
+    ref(out, gt)
+    valid = gt[..., 0] >= 0
+    g, image = gt[valid], torch.arange(3)[:, None].expand(3, 3)[valid]
+    xyxy = torch.cat([g[:, 1:3] - g[:, 3:5] / 2, g[:, 1:3] + g[:, 3:5] / 2], 1)
+    head = out.permute(0, 2, 3, 1)
+    ours = region_loss(head, cells, image, xyxy, g[:, 0].long())
+    coord, conf = ours["loss_xy"] + ours["loss_wh"], ours["loss_obj"] + ours["loss_noobj"]
+    errs = {"coord": abs(coord.item() / 2 - ref.loss_coord.item()) / ref.loss_coord.item(),
+            "conf": abs(conf.item() / 2 - ref.loss_conf.item()) / ref.loss_conf.item()}
+    record_property("rel_err_vs_lightnet", errs)
+    assert errs["coord"] < 1e-5 and errs["conf"] < 1e-5, errs
+    for planted in (dict(ignore_thresh=0.2), dict(object_scale=1.0)):
+        wrong = region_loss(head, cells, image, xyxy, g[:, 0].long(), **planted)
+        assert abs((wrong["loss_obj"] + wrong["loss_noobj"]).item() / 2 - ref.loss_conf.item()) > 1e-3, planted
