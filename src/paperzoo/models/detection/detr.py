@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import box_convert, generalized_box_iou
+from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 
 from ...errors import ConfigError
 from ...registry import IMAGENET_MEAN, IMAGENET_STD, create_model, register_model
@@ -50,16 +50,16 @@ __all__ = ["DETR", "HungarianMatcher", "SetCriterion", "sine_position_embedding"
 
 
 def sine_position_embedding(mask: Tensor, num_feats: int = 128, temperature: float = 10000.0,
-                            scale: float = 2 * math.pi) -> Tensor:
+                            scale: float = 2 * math.pi, offset: float = 0.0) -> Tensor:
     """The 2-D sine encoding (Sec. 3.2, App. A.4): ``mask`` (N, H, W) True on real pixels; each axis' cumulative
-    position normalised to (0, ``scale``], encoded by sin / cos at ``num_feats`` frequencies temperature^(2i/F),
-    y's features then x's: (N, 2 F, H, W)."""
+    position (minus ``offset``: 0.5 in Deformable DETR, pixel centres) normalised to (0, ``scale``], encoded by
+    sin / cos at ``num_feats`` frequencies temperature^(2i/F), y's features then x's: (N, 2 F, H, W)."""
     m = mask.to(torch.float32)
     y = m.cumsum(1)
     x = m.cumsum(2)
     eps = 1e-6
-    y = y / (y[:, -1:, :] + eps) * scale
-    x = x / (x[:, :, -1:] + eps) * scale
+    y = (y - offset) / (y[:, -1:, :] + eps) * scale
+    x = (x - offset) / (x[:, :, -1:] + eps) * scale
     dim_t = temperature ** (2 * torch.div(torch.arange(num_feats, device=mask.device), 2, rounding_mode="floor")
                             .to(torch.float32) / num_feats)
     px, py = x[..., None] / dim_t, y[..., None] / dim_t
@@ -135,18 +135,27 @@ class MLP(nn.Module):
 class HungarianMatcher(nn.Module):
     """Eq. 1: per image, the assignment of ground-truth objects to predictions minimising
     ``cost_class`` x (-p(class)) + ``cost_bbox`` x L1(cxcywh) + ``cost_giou`` x (-GIoU), by scipy's
-    ``linear_sum_assignment``. The cost matrices of a whole batch are computed at once."""
+    ``linear_sum_assignment``. The cost matrices of a whole batch are computed at once.
 
-    def __init__(self, cost_class: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0) -> None:
+    With ``focal_alpha`` (Deformable DETR's sigmoid classifier) the class cost is the focal loss of calling the query
+    the object's class minus that of calling it not: alpha (1 - p)^2 (-log p) - (1 - alpha) p^2 (-log(1 - p)),
+    p = sigmoid(logit)."""
+
+    def __init__(self, cost_class: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0,
+                 focal_alpha: float | None = None) -> None:
         super().__init__()
         self.cost_class, self.cost_bbox, self.cost_giou = cost_class, cost_bbox, cost_giou
+        self.focal_alpha = focal_alpha
 
     @torch.no_grad()
     def cost(self, logits: Tensor, boxes: Tensor, tgt_labels: Tensor, tgt_boxes: Tensor) -> Tensor:
         """(N x Q, T) costs of every prediction against every object of the batch (``tgt_*`` concatenated)."""
-        prob = logits.flatten(0, 1).softmax(-1)
         out = boxes.flatten(0, 1)
-        c_class = -prob[:, tgt_labels]
+        if self.focal_alpha is None:
+            c_class = -logits.flatten(0, 1).softmax(-1)[:, tgt_labels]
+        else:
+            a, p = self.focal_alpha, logits.flatten(0, 1).sigmoid()[:, tgt_labels]
+            c_class = a * (1 - p) ** 2 * -(p + 1e-8).log() - (1 - a) * p ** 2 * -(1 - p + 1e-8).log()
         c_bbox = torch.cdist(out, tgt_boxes, p=1)
         c_giou = -generalized_box_iou(box_convert(out, "cxcywh", "xyxy"), box_convert(tgt_boxes, "cxcywh", "xyxy"))
         return self.cost_bbox * c_bbox + self.cost_class * c_class + self.cost_giou * c_giou
@@ -171,14 +180,18 @@ class HungarianMatcher(nn.Module):
 
 class SetCriterion(nn.Module):
     """Eq. 2 plus auxiliary losses: ``loss_ce`` (no-object weight ``eos_coef``), ``loss_bbox`` (L1) and ``loss_giou``
-    (1 - GIoU), the box terms over the number of objects in the batch (at least 1). ``weights`` multiply the terms."""
+    (1 - GIoU), the box terms over the number of objects in the batch (at least 1). ``weights`` multiply the terms.
+
+    With ``focal_alpha`` (Deformable DETR, Sec. 5 / App. A.2) ``loss_ce`` is instead the sigmoid focal loss (gamma 2)
+    of ``num_classes`` logits per query against one-hot targets ("no object": all zeros), summed over queries and
+    classes and divided by the number of objects."""
 
     def __init__(self, num_classes: int, matcher: HungarianMatcher, eos_coef: float = 0.1,
-                 weights: dict[str, float] | None = None) -> None:
+                 weights: dict[str, float] | None = None, focal_alpha: float | None = None) -> None:
         super().__init__()
         self.num_classes, self.matcher = num_classes, matcher
         self.weights = weights or {"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0}
-        self.eos_coef = eos_coef
+        self.eos_coef, self.focal_alpha = eos_coef, focal_alpha
 
     def empty_weight(self, device: torch.device | None = None) -> Tensor:
         """Class weights of the cross-entropy: 1 for the classes, ``eos_coef`` for "no object"."""
@@ -194,7 +207,11 @@ class SetCriterion(nn.Module):
         query = torch.cat([q for q, _ in indices]).to(logits.device)
         classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
         classes[batch, query] = torch.cat([t["labels"][j.to(t["labels"].device)] for t, (_, j) in zip(targets, indices)])
-        loss_ce = F.cross_entropy(logits.transpose(1, 2), classes, self.empty_weight(logits.device).to(logits.dtype))
+        if self.focal_alpha is None:
+            loss_ce = F.cross_entropy(logits.transpose(1, 2), classes, self.empty_weight(logits.device).to(logits.dtype))
+        else:
+            onehot = F.one_hot(classes, self.num_classes + 1)[..., :-1].to(logits.dtype)
+            loss_ce = sigmoid_focal_loss(logits, onehot, self.focal_alpha, 2.0, reduction="sum") / num_boxes
         src = boxes[batch, query]
         tgt = torch.cat([t["boxes"][j.to(t["boxes"].device)] for t, (_, j) in zip(targets, indices)])
         loss_bbox = F.l1_loss(src, tgt, reduction="none").sum() / num_boxes
