@@ -54,7 +54,8 @@ from ._parts.transform import ImageBatch
 from .detr import _META, DETR
 from .tsp import box_sine_embedding
 
-__all__ = ["CoDETR", "atss_assign", "co_total", "group_attention_mask", "positive_queries"]
+__all__ = ["CoDETR", "atss_assign", "atss_loss", "co_total", "group_attention_mask", "level_anchors", "padded_targets",
+           "positive_queries"]
 
 
 def _box_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -95,6 +96,35 @@ def atss_assign(anchors: Tensor, level_sizes: Sequence[int], gt: Tensor, gt_vali
     pos = torch.zeros_like(iou, dtype=torch.bool).scatter(2, cand, ok)
     best_iou, best = torch.where(pos, iou, torch.full_like(iou, -1.0)).max(1)
     return torch.where(best_iou >= 0, best, torch.full_like(best, -1)), iou
+
+
+def level_anchors(maps: Sequence[Tensor], strides: Sequence[float], anchor_scale: float) -> tuple[Tensor, Tensor]:
+    """One square anchor per position of each pyramid map (XYXY, batch pixels), centred on (i + 0.5) x the level's
+    stride, of side ``anchor_scale`` x stride; levels concatenated. Also each anchor's stride."""
+    anchors, per_anchor = [], []
+    for m, s in zip(maps, strides):
+        ys, xs = torch.meshgrid(torch.arange(m.shape[-2], device=m.device), torch.arange(m.shape[-1], device=m.device),
+                                indexing="ij")
+        c = torch.stack(((xs.flatten() + 0.5) * s, (ys.flatten() + 0.5) * s), -1).to(m.dtype)
+        half = anchor_scale * s / 2
+        anchors.append(torch.cat((c - half, c + half), -1))
+        per_anchor.append(torch.full((len(c),), s, device=m.device, dtype=m.dtype))
+    return torch.cat(anchors), torch.cat(per_anchor)
+
+
+def padded_targets(set_targets: Sequence[Mapping[str, Tensor]], image_wh: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The criterion's targets (normalised cxcywh per image) padded to the batch's largest count: ``gt`` (N, G, 4)
+    cxcywh, ``labels`` (N, G), ``gt_valid`` (N, G) and ``gt_px`` (N, G, 4) XYXY in pixels of each image's (w, h)."""
+    n, g = len(set_targets), max(len(t["labels"]) for t in set_targets)
+    gt = image_wh.new_zeros(n, g, 4)
+    labels = torch.zeros(n, g, dtype=torch.int64, device=image_wh.device)
+    gt_valid = torch.zeros(n, g, dtype=torch.bool, device=image_wh.device)
+    for i, t in enumerate(set_targets):  # padding only; every computation on them is batched
+        k = len(t["labels"])
+        gt[i, :k], labels[i, :k], gt_valid[i, :k] = t["boxes"], t["labels"], True
+    gt_px = box_convert(gt, "cxcywh", "xyxy") * image_wh.repeat(1, 2)[:, None]
+    return gt, labels, gt_valid, gt_px
 
 
 def positive_queries(assigned: Tensor, anchors: Tensor, image_wh: Tensor) -> dict[str, Tensor]:
@@ -271,31 +301,14 @@ class CoDETR(DETR):
         maps = [enc["src"].transpose(1, 2).reshape(n, -1, h, w)]
         for down in self.downsample:
             maps.append(down(maps[-1]))
-        anchors, strides = [], []
-        s0 = enc["stride"]
-        for i, m in enumerate(maps):
-            s = s0 * 2 ** i
-            ys, xs = torch.meshgrid(torch.arange(m.shape[-2], device=m.device), torch.arange(m.shape[-1], device=m.device),
-                                    indexing="ij")
-            c = torch.stack(((xs.flatten() + 0.5) * s, (ys.flatten() + 0.5) * s), -1).to(m.dtype)
-            half = self.anchor_scale * s / 2
-            anchors.append(torch.cat((c - half, c + half), -1))
-            strides.append(torch.full((len(c),), s, device=m.device, dtype=m.dtype))
-        return maps, torch.cat(anchors), torch.cat(strides)
+        return (maps, *level_anchors(maps, [enc["stride"] * 2 ** i for i in range(len(maps))], self.anchor_scale))
 
     # ------------------------------------------------------------------------------------------- training
     def co_losses(self, x: Tensor, valid: Tensor, set_targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         n = len(x)
         enc = self.encode(x, valid)
         image_wh = torch.stack((valid.any(1).sum(1), valid.any(2).sum(1)), -1).to(x.dtype)  # each image's (w, h)
-        g = max(len(t["labels"]) for t in set_targets)
-        gt = x.new_zeros(n, g, 4)
-        labels = torch.zeros(n, g, dtype=torch.int64, device=x.device)
-        gt_valid = torch.zeros(n, g, dtype=torch.bool, device=x.device)
-        for i, t in enumerate(set_targets):  # padding only; every computation below is batched
-            k = len(t["labels"])
-            gt[i, :k], labels[i, :k], gt_valid[i, :k] = t["boxes"], t["labels"], True
-        gt_px = box_convert(gt, "cxcywh", "xyxy") * image_wh.repeat(1, 2)[:, None]
+        gt, labels, gt_valid, gt_px = padded_targets(set_targets, image_wh)
         maps, anchors, strides = self.pyramid(enc)
         sizes = [m.shape[-2] * m.shape[-1] for m in maps]
         feats = torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)  # (N, P, d)
@@ -348,18 +361,7 @@ class CoDETR(DETR):
 
     def _aux_loss(self, cls: Tensor, reg: Tensor, anchors: Tensor, strides: Tensor, assigned: Tensor, gt_px: Tensor,
                   labels: Tensor) -> dict[str, Tensor]:
-        """L_enc: sigmoid focal loss over all anchors and GIoU on the positives, both over the number of positives."""
-        pos = assigned >= 0
-        num_pos = max(float(pos.sum()), 1.0)
-        lab = labels.gather(1, assigned.clamp(min=0))
-        onehot = F.one_hot(lab, cls.shape[-1]).to(cls.dtype) * pos[..., None]
-        loss_cls = sigmoid_focal_loss(cls, onehot, reduction="sum") / num_pos
-        centre = (anchors[:, :2] + anchors[:, 2:]) / 2
-        d = reg * strides[:, None]
-        pred = torch.cat((centre - d[..., :2], centre + d[..., 2:]), -1)[pos]
-        tgt = gt_px.gather(1, assigned.clamp(min=0)[..., None].expand(-1, -1, 4))[pos]
-        giou = torch.diag(generalized_box_iou(pred, tgt)) if len(pred) else pred.new_zeros(0)
-        return {"loss_cls": loss_cls, "loss_giou": 2.0 * (1 - giou).sum() / num_pos}
+        return atss_loss(cls, reg, anchors, strides, assigned, gt_px, labels)
 
     def forward(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]] | None = None):
         if targets is None or not self.num_aux:
@@ -373,11 +375,35 @@ class CoDETR(DETR):
         return self.co_losses(x, valid, st)
 
 
-def one_to_one_terms(logits: Tensor, boxes: Tensor, labels: Tensor, tgt: Tensor, valid: Tensor) -> dict[str, Tensor]:
+def atss_loss(cls: Tensor, reg: Tensor, anchors: Tensor, strides: Tensor, assigned: Tensor, gt_px: Tensor,
+              labels: Tensor) -> dict[str, Tensor]:
+    """The ATSS head's L_enc: sigmoid focal loss over all anchors and GIoU on the positives, both over the number of
+    positives."""
+    pos = assigned >= 0
+    num_pos = max(float(pos.sum()), 1.0)
+    lab = labels.gather(1, assigned.clamp(min=0))
+    onehot = F.one_hot(lab, cls.shape[-1]).to(cls.dtype) * pos[..., None]
+    loss_cls = sigmoid_focal_loss(cls, onehot, reduction="sum") / num_pos
+    centre = (anchors[:, :2] + anchors[:, 2:]) / 2
+    d = reg * strides[:, None]
+    pred = torch.cat((centre - d[..., :2], centre + d[..., 2:]), -1)[pos]
+    tgt = gt_px.gather(1, assigned.clamp(min=0)[..., None].expand(-1, -1, 4))[pos]
+    giou = torch.diag(generalized_box_iou(pred, tgt)) if len(pred) else pred.new_zeros(0)
+    return {"loss_cls": loss_cls, "loss_giou": 2.0 * (1 - giou).sum() / num_pos}
+
+
+def one_to_one_terms(logits: Tensor, boxes: Tensor, labels: Tensor, tgt: Tensor, valid: Tensor,
+                     focal_alpha: float | None = None) -> dict[str, Tensor]:
     """L_dec for one group of positive queries at one layer, each query against its own assigned object (no
-    matching): cross-entropy, L1 and 1 - GIoU (cxcywh normalised), averaged over the group's real queries."""
+    matching): cross-entropy, L1 and 1 - GIoU (cxcywh normalised), averaged over the group's real queries. With
+    ``focal_alpha`` (a sigmoid classifier, Deformable DETR's criterion) ``loss_ce`` is the sigmoid focal loss (gamma 2)
+    of the one-hot targets, summed over the real queries and classes, over their number."""
     num = max(float(valid.sum()), 1.0)
-    ce = F.cross_entropy(logits[valid], labels[valid], reduction="sum") / num
+    if focal_alpha is None:
+        ce = F.cross_entropy(logits[valid], labels[valid], reduction="sum") / num
+    else:
+        onehot = F.one_hot(labels[valid], logits.shape[-1]).to(logits.dtype)
+        ce = sigmoid_focal_loss(logits[valid], onehot, focal_alpha, 2.0, reduction="sum") / num
     src, dst = boxes[valid], tgt[valid]
     l1 = F.l1_loss(src, dst, reduction="sum") / num
     giou = torch.diag(generalized_box_iou(box_convert(src, "cxcywh", "xyxy"), box_convert(dst, "cxcywh", "xyxy")))
