@@ -46,6 +46,26 @@ def test_byol_loss_is_bounded_by_twice_alignment_plus_cross_model() -> None:
 
 
 @pytest.mark.paper("raft")
+def test_byol_loss_splits_into_consistency_cross_model_and_cross_term() -> None:
+    """The split the authors' code names (``loss = loss_consistency + loss_cross_model + loss_cross_term``): with unit
+    vectors, || p1 - t2 ||^2 = || p1 - p2 ||^2 + || p2 - t2 ||^2 + 2 <p1 - p2, p2 - t2> exactly, per sample; the bound
+    above is this split with 2 <a, b> <= || a ||^2 + || b ||^2. On a hand case (p1 = e1, p2 = e2, t2 = -e2): 2 = 2 + 4 - 4."""
+    g = torch.Generator().manual_seed(3)
+    p1, p2, t2 = (torch.nn.functional.normalize(torch.randn(500, 6, generator=g), dim=-1) for _ in range(3))
+    cross_term = 2 * ((p1 - p2) * (p2 - t2)).sum(-1)
+    byol, _ = byol_upper_bound(p1, p2, t2)
+    split = (p1 - p2).pow(2).sum(-1) + (p2 - t2).pow(2).sum(-1) + cross_term
+    assert rel_err(byol, split) < 1e-5
+    assert alignment_loss(p1, p2) + cross_model_loss(p2, p2, t2, t2) + cross_term.mean() == pytest.approx(
+        byol.mean().item(), abs=1e-5)
+    e1, e2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    l, _ = byol_upper_bound(e1, e2, -e2)  # || e1 + e2 ||^2 = 2 = 2 (consistency) + 4 (cross-model) - 4 (cross term)
+    assert l.item() == pytest.approx(2.0)
+    assert alignment_loss(e1, e2).item() == pytest.approx(2.0) and cross_model_loss(e2, e2, -e2, -e2).item() == pytest.approx(4.0)
+    assert (2 * ((e1 - e2) * (e2 + e2)).sum()).item() == pytest.approx(-4.0)
+
+
+@pytest.mark.paper("raft")
 def test_the_cross_model_gradient_runs_away_from_the_teacher() -> None:
     """A gradient step on L_RAFT with alpha = 0 increases the distance to the mean teacher (BYOL's cross term would
     decrease it); the teacher receives no gradient."""
