@@ -22,6 +22,13 @@ def test_detr_against_transformers() -> None:
     _check_pair(results, ["detr_resnet50"], "transformers")
 
 
+def test_deformable_detr_against_transformers() -> None:
+    """The Deformable DETR pair builds HF's Deformable DETR (not DETR) and times both."""
+    results = bench(["deformable_detr_resnet50"], vs="transformers", batch_size=1, image_size=64, iters=1, rounds=1,
+                    memory=False)
+    _check_pair(results, ["deformable_detr_resnet50"], "transformers")
+
+
 def test_fcn_against_torchvision() -> None:
     results = bench(["fcn_resnet50"], vs="torchvision", batch_size=1, image_size=64, iters=1, rounds=1, memory=False)
     _check_pair(results, ["fcn_resnet50"], "torchvision")

@@ -156,14 +156,22 @@ def _reference(name: str, vs: str, task: str, kwargs: dict[str, Any]) -> nn.Modu
 
 # ----------------------------------------------------------------------------------- pairs with other references
 def _detr_transformers(name: str, batch_size: int, size: int, dev: torch.device) -> list[tuple[str, dict[str, _Steps]]]:
+    """DETR against ``DetrForObjectDetection``, Deformable DETR against ``DeformableDetrForObjectDetection``, both at
+    their default sizes, on the same weights and the same normalised, padded batch."""
     from torchvision.ops import box_convert
-    from transformers import DetrConfig, DetrForObjectDetection
+    from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection, DetrConfig, DetrForObjectDetection
 
+    from .models.detection.deformable_detr import DeformableDETR
     from .weights import load_weights
 
     k = model_meta(name).num_classes
-    ref = DetrForObjectDetection(DetrConfig(use_pretrained_backbone=False, num_labels=k)).to(dev)
-    ours = load_weights(create_model(name, min_size=size, max_size=size), ref.state_dict(), source="transformers").to(dev)
+    ours = create_model(name, min_size=size, max_size=size)
+    if isinstance(ours, DeformableDETR):
+        ref = DeformableDetrForObjectDetection(DeformableDetrConfig(
+            use_timm_backbone=True, backbone="resnet50", use_pretrained_backbone=False, num_labels=k)).to(dev)
+    else:
+        ref = DetrForObjectDetection(DetrConfig(use_pretrained_backbone=False, num_labels=k)).to(dev)
+    ours = load_weights(ours, ref.state_dict(), source="transformers").to(dev)
     images, targets = _detection_inputs(batch_size, size, k, dev)
     x, valid = ours.batch(images)  # the same normalised, padded batch for both
     labels = [{"class_labels": t["labels"], "boxes": box_convert(t["boxes"] / size, "xyxy", "cxcywh")} for t in targets]
