@@ -32,7 +32,7 @@ class Config:
     data: Data = field(default_factory=lambda: Data("shapes", image_size=16, train_size=2000, test_size=1000,
                                                     knobs={"classes": ["circle", "triangle", "square"]}))
     width: int = 8
-    steps: int = 150  # 2 + 2 + 2 support views per sample for the FNC arms: ~8 min on one thread
+    steps: int = 350  # 2 + 2 + 2 support views per sample for the FNC arms: ~7 min on 2 threads
     batch_size: int = 48
     lr: float = 2e-3
     weight_decay: float = 1e-6
@@ -106,6 +106,7 @@ def run(cfg: Config, out: Path) -> Report:
         differences=[
             "ImageNet, ResNet-50, batch 4096 and 100-1000 epochs in the paper; here 16x16 scenes of a few shape classes, "
             f"a small CIFAR ResNet-20, {cfg.steps} steps, smaller heads.",
+            "An earlier default of 150 steps was inconclusive: FNC (attraction) 49.1 +- 1.84 vs SimCLR 48.1 +- 1.48.",
             "The paper's multi-crop setting and its threshold variant of the detection are not part of the miniature "
             "(the threshold is available: FNCTask(threshold=..., top_k=0)).",
         ],
