@@ -31,17 +31,19 @@ __all__ = ["MSDeformAttn", "encoder_reference_points", "ms_deform_attn", "valid_
 def ms_deform_attn(value: Tensor, shapes: Sequence[tuple[int, int]], locations: Tensor, weights: Tensor) -> Tensor:
     """Eq. 3's inner sums. ``value`` (N, S, M, D): per head the values of all levels flattened and concatenated in
     ``shapes`` ((H_l, W_l) each); ``locations`` (N, Lq, M, L, K, 2) as (x, y) in [0, 1]; ``weights`` (N, Lq, M, L, K).
-    Returns (N, Lq, M x D). One ``grid_sample`` per level (levels are few; batch, heads and queries are batched)."""
+    Returns (N, Lq, M x D). One ``grid_sample`` per level (levels are few; batch, heads and queries are batched),
+    each level's weighted sum accumulated at once (no stack of all levels' samples)."""
     n, _, m, d = value.shape
     _, lq, _, levels, points, _ = locations.shape
     grids = 2 * locations - 1  # grid_sample's [-1, 1]
-    sampled = []
-    for level, (v, (h, w)) in enumerate(zip(value.split([h * w for h, w in shapes], 1), shapes)):
-        v = v.flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
+    w = weights.transpose(1, 2).reshape(n * m, 1, lq, levels, points)
+    out = None
+    for level, (v, (h, wd)) in enumerate(zip(value.split([h * wd for h, wd in shapes], 1), shapes)):
+        v = v.flatten(2).transpose(1, 2).reshape(n * m, d, h, wd)
         grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (N M, Lq, K, 2)
-        sampled.append(F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
-    w = weights.transpose(1, 2).reshape(n * m, 1, lq, levels * points)
-    out = (torch.stack(sampled, -2).flatten(-2) * w).sum(-1)  # (N M, D, Lq)
+        sampled = F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (N M, D, Lq, K)
+        part = (sampled * w[..., level, :]).sum(-1)  # (N M, D, Lq)
+        out = part if out is None else out + part
     return out.view(n, m * d, lq).transpose(1, 2)
 
 
