@@ -41,12 +41,12 @@ from torchvision.ops import box_convert
 from ...errors import ConfigError
 from ...registry import create_model, register_model
 from ._parts.backbone import freeze_batchnorm
-from ._parts.grid import check_targets, image_sizes
 from .co_detr import (
     ATSSHead,
     RCNNAuxHead,
     atss_assign,
     atss_loss,
+    co_forward,
     co_total,
     group_attention_mask,
     level_anchors,
@@ -153,15 +153,7 @@ class CoDeformableDETR(DeformableDETR):
         return terms
 
     def forward(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]] | None = None):
-        if targets is None or not self.num_aux:
-            return super().forward(images, targets)
-        sizes = image_sizes(images)
-        check_targets(targets, len(sizes), self.num_classes)
-        x, valid = self.batch(images)
-        st = self.set_targets(targets, sizes)
-        if sum(len(t["labels"]) for t in st) == 0:
-            return self.loss(self.forward_features(x, valid), targets, sizes)
-        return self.co_losses(x, valid, st)
+        return co_forward(self, super().forward, images, targets)
 
 
 @register_model(**{**_META, "paper": "co-detr", "recipe": {**_META["recipe"], "lr": 2e-4},

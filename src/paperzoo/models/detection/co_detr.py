@@ -364,15 +364,22 @@ class CoDETR(DETR):
         return atss_loss(cls, reg, anchors, strides, assigned, gt_px, labels)
 
     def forward(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]] | None = None):
-        if targets is None or not self.num_aux:
-            return super().forward(images, targets)
-        sizes = image_sizes(images)
-        check_targets(targets, len(sizes), self.num_classes)
-        x, valid = self.batch(images)
-        st = self.set_targets(targets, sizes)
-        if sum(len(t["labels"]) for t in st) == 0:
-            return self.loss(self.forward_features(x, valid), targets, sizes)
-        return self.co_losses(x, valid, st)
+        return co_forward(self, super().forward, images, targets)
+
+
+def co_forward(model: nn.Module, base_forward: Any, images: Sequence[Tensor] | Tensor,
+               targets: Sequence[dict[str, Tensor]] | None) -> Any:
+    """A Co-DETR model's forward: the base detector's (``base_forward``) at inference, without auxiliary heads or on a
+    batch without objects; else the collaborative losses."""
+    if targets is None or not model.num_aux:
+        return base_forward(images, targets)
+    sizes = image_sizes(images)
+    check_targets(targets, len(sizes), model.num_classes)
+    x, valid = model.batch(images)
+    st = model.set_targets(targets, sizes)
+    if sum(len(t["labels"]) for t in st) == 0:
+        return model.loss(model.forward_features(x, valid), targets, sizes)
+    return model.co_losses(x, valid, st)
 
 
 def atss_loss(cls: Tensor, reg: Tensor, anchors: Tensor, strides: Tensor, assigned: Tensor, gt_px: Tensor,
